@@ -1,0 +1,68 @@
+"""mnist-bench: a reproducible, tested and benchmarked reference CNN for MNIST.
+
+The public API, by concern (data flows top to bottom)::
+
+    load_mnist, MnistData, MnistDataError, verify_mnist, download_mnist   # data
+    preprocess_images, one_hot, prepare_photo                            # preprocess
+    build_model, MODEL_NAMES, model_flops, save_model, load_model        # models
+    TrainConfig                                                          # config
+    evaluate, predict, EvalReport                                        # evaluate
+    train, TrainResult, weights_digest                                   # train
+
+Names are imported lazily (PEP 562), so ``from mnist_bench import load_mnist`` does not pay
+for importing TensorFlow; only the model, training and evaluation names do.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "load_mnist": "data",
+    "MnistData": "data",
+    "MnistDataError": "data",
+    "verify_mnist": "data",
+    "download_mnist": "data",
+    "preprocess_images": "preprocess",
+    "one_hot": "preprocess",
+    "prepare_photo": "preprocess",
+    "build_model": "models",
+    "MODEL_NAMES": "models",
+    "model_flops": "models",
+    "save_model": "models",
+    "load_model": "models",
+    "TrainConfig": "config",
+    "evaluate": "evaluate",
+    "predict": "evaluate",
+    "EvalReport": "evaluate",
+    "train": "train",
+    "TrainResult": "train",
+    "weights_digest": "train",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:  # let type checkers and IDEs see the real definitions
+    from .config import TrainConfig
+    from .data import MnistData, MnistDataError, download_mnist, load_mnist, verify_mnist
+    from .evaluate import EvalReport, evaluate, predict
+    from .models import MODEL_NAMES, build_model, load_model, model_flops, save_model
+    from .preprocess import one_hot, prepare_photo, preprocess_images
+    from .train import TrainResult, train, weights_digest
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mnist_bench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,172 @@
+"""One frozen `TrainConfig` holding every knob of a training run, with a JSON round trip.
+
+The two published recipes are `TrainConfig.recipe("seed")` (the seed notebook, faithfully) and
+`TrainConfig.recipe("reference")` (the recipe this project publishes). Every field is validated
+in `__post_init__`; a typo in a JSON file or a keyword is an error, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODEL_CHOICES = ("seed", "reference")
+SCHEDULE_CHOICES = ("constant", "cosine")
+VALIDATION_CHOICES = ("test", "holdout")
+N_TRAIN = 60_000  # images in the MNIST training file
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every tunable of one training run. Units and allowed values are beside each field."""
+
+    model: str = "reference"  # architecture, one of MODEL_CHOICES
+    seed: int = 0  # the one seed: weights init, data order, dropout, augmentation
+    epochs: int = 30  # full passes over the training images (the seed's 30)
+    batch_size: int = 256  # images per optimizer step (the seed's 256)
+    learning_rate: float = 1e-3  # Adam step size; the peak when a schedule is used
+    lr_schedule: str = "constant"  # one of SCHEDULE_CHOICES; "cosine" decays per step to 0
+    warmup_epochs: float = 0.0  # linear warm-up from 0 to learning_rate, in epochs
+    label_smoothing: float = 0.0  # in [0, 1): target mass spread over the other classes
+    augment: bool = False  # random affine distortion of training images, per image per epoch
+    rotation_deg: float = 10.0  # max |rotation|, degrees (only with augment)
+    shift_px: float = 2.0  # max |translation| along each axis, pixels (only with augment)
+    zoom: float = 0.1  # max |relative scale change|, e.g. 0.1 = 90%..110% (only with augment)
+    validation: str = "test"  # "test": the 10k test set, as the seed did; "holdout": split of train
+    holdout_size: int = 10_000  # images held out of the 60k when validation == "holdout"
+    train_subset: int | None = None  # use only the first N training images (quick runs)
+    deterministic: bool = True  # TensorFlow op determinism (bit-identical reruns)
+    extra: dict[str, Any] = field(default_factory=dict, compare=True)  # free-form notes
+
+    def __post_init__(self) -> None:
+        _check_choice("model", self.model, MODEL_CHOICES)
+        _check_choice("lr_schedule", self.lr_schedule, SCHEDULE_CHOICES)
+        _check_choice("validation", self.validation, VALIDATION_CHOICES)
+        _check_int("seed", self.seed, low=0)
+        _check_int("epochs", self.epochs, low=1)
+        _check_int("batch_size", self.batch_size, low=1)
+        _check_int("holdout_size", self.holdout_size, low=1, high=N_TRAIN - 1)
+        if self.train_subset is not None:
+            _check_int("train_subset", self.train_subset, low=1, high=N_TRAIN)
+        _check_range("learning_rate", self.learning_rate, low=0.0, low_open=True)
+        _check_range("warmup_epochs", self.warmup_epochs, low=0.0, high=float(self.epochs))
+        _check_range("label_smoothing", self.label_smoothing, low=0.0, high=1.0, high_open=True)
+        _check_range("rotation_deg", self.rotation_deg, low=0.0, high=180.0)
+        _check_range("shift_px", self.shift_px, low=0.0, high=14.0)
+        _check_range("zoom", self.zoom, low=0.0, high=1.0, high_open=True)
+        for name in ("augment", "deterministic"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.extra, dict):
+            raise ValueError(f"extra must be a dict, got {type(self.extra).__name__}")
+
+    # -- presets --------------------------------------------------------------------------
+
+    @classmethod
+    def recipe(cls, name: str, **overrides: Any) -> TrainConfig:
+        """The published recipe `name` ("seed" or "reference"), with fields overridden.
+
+        Raises ``ValueError`` for an unknown recipe or field.
+        """
+        _check_choice("recipe", name, tuple(RECIPES))
+        return cls.from_dict({**RECIPES[name], **overrides})
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with `changes` applied (validated like a new config)."""
+        return self.from_dict({**self.to_dict(), **changes})
+
+    # -- JSON round trip ------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown TrainConfig field(s) {unknown}; allowed fields are {sorted(known)}"
+            )
+        return cls(**values)
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The config as indented JSON; also written to `path` when given."""
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> TrainConfig:
+        """Parse a config from a JSON string or a path to a JSON file."""
+        if isinstance(text_or_path, Path) or not str(text_or_path).lstrip().startswith("{"):
+            path = Path(text_or_path)
+            try:
+                text = path.read_text()
+            except OSError as exc:
+                raise ValueError(f"{path}: cannot read config: {exc.strerror}") from exc
+            source = str(path)
+        else:
+            text, source = str(text_or_path), "config JSON"
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{source}: not valid JSON: {exc}") from exc
+        if not isinstance(values, dict):
+            raise ValueError(f"{source}: expected a JSON object, got {type(values).__name__}")
+        return cls.from_dict(values)
+
+
+# The seed notebook's settings: plain Adam at Keras' default step, no augmentation.
+# The reference recipe: see models.build_reference for the architecture and the README for
+# how its settings were chosen on a held-out validation split.
+RECIPES: dict[str, dict[str, Any]] = {
+    "seed": dict(model="seed", learning_rate=1e-3, lr_schedule="constant", augment=False),
+    "reference": dict(
+        model="reference",
+        learning_rate=3e-3,
+        lr_schedule="cosine",
+        warmup_epochs=1.0,
+        augment=True,
+        rotation_deg=10.0,
+        shift_px=2.0,
+        zoom=0.1,
+        label_smoothing=0.0,
+    ),
+}
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def _check_int(name: str, value: Any, *, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be {bounds}, got {value}")
+
+
+def _check_range(
+    name: str,
+    value: Any,
+    *,
+    low: float,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    too_low = value <= low if low_open else value < low
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        lo = f"({low}" if low_open else f"[{low}"
+        hi = "inf)" if high is None else (f"{high})" if high_open else f"{high}]")
+        raise ValueError(f"{name} must be in {lo}, {hi}, got {value}")
