@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it
+# public name -> module that defines it. Module names differ from the function names
+# (training.train, evaluation.evaluate): a submodule import sets a package attribute of the
+# same name, which would otherwise shadow the function.
 _EXPORTS: dict[str, str] = {
     "load_mnist": "data",
     "MnistData": "data",
@@ -36,12 +38,12 @@ _EXPORTS: dict[str, str] = {
     "save_model": "models",
     "load_model": "models",
     "TrainConfig": "config",
-    "evaluate": "evaluate",
-    "predict": "evaluate",
-    "EvalReport": "evaluate",
-    "train": "train",
-    "TrainResult": "train",
-    "weights_digest": "train",
+    "evaluate": "evaluation",
+    "predict": "evaluation",
+    "EvalReport": "evaluation",
+    "train": "training",
+    "TrainResult": "training",
+    "weights_digest": "training",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -49,10 +51,10 @@ __all__ = ["__version__", *_EXPORTS]
 if TYPE_CHECKING:  # let type checkers and IDEs see the real definitions
     from .config import TrainConfig
     from .data import MnistData, MnistDataError, download_mnist, load_mnist, verify_mnist
-    from .evaluate import EvalReport, evaluate, predict
+    from .evaluation import EvalReport, evaluate, predict
     from .models import MODEL_NAMES, build_model, load_model, model_flops, save_model
     from .preprocess import one_hot, prepare_photo, preprocess_images
-    from .train import TrainResult, train, weights_digest
+    from .training import TrainResult, train, weights_digest
 
 
 def __getattr__(name: str) -> Any:

@@ -9,9 +9,22 @@ files). Library errors (`ValueError`, `OSError`) become a one-line message, neve
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .config import MODEL_CHOICES, SCHEDULE_CHOICES, VALIDATION_CHOICES, TrainConfig
+from .data import MnistData, load_mnist
+
+if TYPE_CHECKING:
+    from .data import FileReport
 
 # TensorFlow's C++ logging (oneDNN notices, CPU feature lines) goes to stderr at import and
 # would pollute every command's output; silence it before anything imports TensorFlow.
@@ -37,12 +50,37 @@ def _data_dir_from_env(explicit: str | None) -> str | None:
 # -- data ---------------------------------------------------------------------------------
 
 
+def _print_file_reports(reports: Sequence[FileReport]) -> None:
+    print(f"{'file':<28} {'records':>7}  {'status':<6} problem")
+    for r in reports:
+        records = "-" if r.records is None else str(r.records)
+        status = "ok" if r.ok else "BAD"
+        print(f"{r.path.name:<28} {records:>7}  {status:<6} {r.problem or ''}".rstrip())
+
+
 def _cmd_data_verify(args: argparse.Namespace) -> int:
-    raise NotImplementedError  # filled in with data.py
+    from .data import default_cache_dir, verify_mnist
+
+    folder = Path(_data_dir_from_env(args.dir) or default_cache_dir()).expanduser()
+    if not folder.is_dir():
+        raise CliError(f"{folder}: no such folder")
+    reports = verify_mnist(folder)
+    _print_file_reports(reports)
+    bad = [r.path.name for r in reports if not r.ok]
+    if bad:
+        _err(f"{len(bad)} of {len(reports)} files in {folder} did not verify: {', '.join(bad)}")
+        return EXIT_CHECK_FAILED
+    print(f"all {len(reports)} files in {folder} verified")
+    return EXIT_OK
 
 
 def _cmd_data_download(args: argparse.Namespace) -> int:
-    raise NotImplementedError  # filled in with data.py
+    from .data import download_mnist, verify_mnist
+
+    folder = download_mnist(args.dir)
+    _print_file_reports(verify_mnist(folder))
+    print(f"MNIST files downloaded and verified in {folder}")
+    return EXIT_OK
 
 
 def _add_data_parser(sub: argparse._SubParsersAction) -> None:
@@ -52,8 +90,10 @@ def _add_data_parser(sub: argparse._SubParsersAction) -> None:
         "verify", help="check the four IDX files: format, record counts and pinned SHA-256"
     )
     verify.add_argument(
-        "dir", nargs="?", default=None, help=f"folder holding the files (default: ${DATA_ENV}, "
-        "then the cache)"
+        "dir",
+        nargs="?",
+        default=None,
+        help=f"folder holding the files (default: ${DATA_ENV}, then the cache)",
     )
     verify.set_defaults(func=_cmd_data_verify)
     download = data_sub.add_parser("download", help="download the four files and verify them")
@@ -61,10 +101,256 @@ def _add_data_parser(sub: argparse._SubParsersAction) -> None:
     download.set_defaults(func=_cmd_data_download)
 
 
+# -- TensorFlow start-up ------------------------------------------------------------------
+
+# Lines TensorFlow's C++ runtime writes straight to file descriptor 2 while it starts, before
+# (and regardless of) TF_CPP_MIN_LOG_LEVEL: CUDA stubs on a CPU-only machine, oneDNN and CPU
+# feature notices. They are noise to a user and break exact comparisons of CLI output.
+_TF_NOISE = re.compile(
+    r"absl::InitializeLog|cudart_stub|cuda_platform|cuda_executor|cuInit|cpu_feature_guard"
+    r"|oneDNN custom operations|computation placer|Unable to register cu(DNN|FFT|BLAS) factory"
+    r"|TensorFlow binary is optimized|rebuild TensorFlow with the appropriate compiler flags"
+)
+
+
+def _start_tensorflow() -> None:
+    """Import TensorFlow and initialise its devices with its start-up chatter filtered out.
+
+    File descriptor 2 is pointed at a temporary file meanwhile; afterwards every captured line
+    that is not known noise is written back to stderr, so real errors still reach the user.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # device initialisation prints too
+            # Keras warns through absl on every HDF5 save, but the seed's .h5 file is intended.
+            import absl.logging
+
+            absl.logging.set_verbosity(absl.logging.ERROR)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines():
+                if line.strip() and not _TF_NOISE.search(line):
+                    print(line, file=sys.stderr)
+
+
+# -- train --------------------------------------------------------------------------------
+
+_EPOCH_HEADER = (
+    f"{'epoch':>5}  {'loss':>8}  {'acc':>7}  {'val_loss':>8}  {'val_acc':>7}  {'lr':>9}  "
+    f"{'sec':>6}  {'img/s':>6}"
+)
+
+
+def _format_epoch(row: dict[str, float]) -> str:
+    return (
+        f"{row['epoch']:>5d}  {row['loss']:>8.4f}  {row['accuracy']:>7.4f}  "
+        f"{row['val_loss']:>8.4f}  {row['val_accuracy']:>7.4f}  {row['lr']:>9.2e}  "
+        f"{row['seconds']:>6.1f}  {row['images_per_s']:>6.0f}"
+    )
+
+
+def _print_epoch(row: dict[str, float]) -> None:
+    print(_format_epoch(row), flush=True)
+
+
+# CLI flag -> TrainConfig field; a flag left out keeps the recipe's (or --config's) value.
+_TRAIN_FLAGS = {
+    "seed": "seed",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "lr": "learning_rate",
+    "lr_schedule": "lr_schedule",
+    "warmup_epochs": "warmup_epochs",
+    "label_smoothing": "label_smoothing",
+    "augment": "augment",
+    "validation": "validation",
+    "holdout_size": "holdout_size",
+    "train_subset": "train_subset",
+    "deterministic": "deterministic",
+}
+
+
+def _resolve_config(args: argparse.Namespace) -> TrainConfig:
+    if args.config is not None:
+        config = TrainConfig.from_json(Path(args.config))
+        if args.model is not None and args.model != config.model:
+            config = config.replace(model=args.model)
+    else:
+        config = TrainConfig.recipe(args.model or "reference")
+    overrides = {
+        field: getattr(args, flag)
+        for flag, field in _TRAIN_FLAGS.items()
+        if getattr(args, flag) is not None
+    }
+    return config.replace(**overrides) if overrides else config
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    config = _resolve_config(args)
+    print("config:", json.dumps(config.to_dict(), sort_keys=True), flush=True)
+    data = _load_data(args.data)
+    _start_tensorflow()
+    from .training import train
+
+    out = Path(args.out)
+    print(f"training {config.model!r} for {config.epochs} epochs into {out}/", flush=True)
+    print(_EPOCH_HEADER, flush=True)
+    result = train(config, data, out, progress=_print_epoch)
+    m = result.metrics
+    print(
+        f"final epoch {m['final_epoch']}: test accuracy {m['test_accuracy']:.4%} "
+        f"({m['test_errors']} errors), test loss {m['test_loss']:.4f}"
+    )
+    print(f"weights digest {m['weights_digest']}")
+    written = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    print(f"wrote {out}/: {' '.join(written)}")
+    return EXIT_OK
+
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model (seeded, deterministic, resumable) and save it with its metrics",
+        description="Train, evaluate on the 10k test set, and write the model, config, history, "
+        "metrics and plots into --out. Re-running into the same --out resumes an interrupted "
+        "run. Flags override the recipe chosen by --model (or the file given by --config).",
+    )
+    p.add_argument(
+        "--model",
+        choices=MODEL_CHOICES,
+        default=None,
+        help="architecture and its recipe (default: reference)",
+    )
+    p.add_argument("--config", default=None, help="a config.json to start from (default: none)")
+    p.add_argument("--out", required=True, help="output folder; resumed if it holds the same run")
+    p.add_argument("--data", default=None, help=f"MNIST folder (default: ${DATA_ENV}, then cache)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: 30)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch size (default: 256)")
+    p.add_argument(
+        "--lr", type=float, default=None, help="Adam (peak) learning rate (default: recipe's)"
+    )
+    p.add_argument(
+        "--lr-schedule",
+        choices=SCHEDULE_CHOICES,
+        default=None,
+        help="learning-rate schedule (default: recipe's)",
+    )
+    p.add_argument(
+        "--warmup-epochs",
+        type=float,
+        default=None,
+        help="linear warm-up, epochs (default: recipe's)",
+    )
+    p.add_argument("--label-smoothing", type=float, default=None, help="(default: recipe's)")
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random rotation/shift/zoom of training images (default: recipe's)",
+    )
+    p.add_argument(
+        "--validation",
+        choices=VALIDATION_CHOICES,
+        default=None,
+        help="validate on the test set (as the seed did) or a holdout (default: test)",
+    )
+    p.add_argument("--holdout-size", type=int, default=None, help="holdout images (default: 10000)")
+    p.add_argument(
+        "--train-subset",
+        type=int,
+        default=None,
+        help="train on the first N images only, for quick runs (default: all)",
+    )
+    p.add_argument(
+        "--deterministic",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="TensorFlow op determinism (default: on)",
+    )
+    p.set_defaults(func=_cmd_train)
+
+
+# -- evaluate and predict -----------------------------------------------------------------
+
+
+def _load_data(explicit: str | None) -> MnistData:
+    return load_mnist(explicit) if explicit else load_mnist()
+
+
+def _format_confusion(confusion: Any) -> str:
+    header = "true\\pred " + " ".join(f"{j:>5d}" for j in range(len(confusion)))
+    rows = [f"{i:>9d} " + " ".join(f"{v:>5d}" for v in row) for i, row in enumerate(confusion)]
+    return "\n".join([header, *rows])
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    data = _load_data(args.data)
+    _start_tensorflow()
+    from .evaluation import evaluate
+    from .models import load_model
+
+    report = evaluate(load_model(args.model), data)
+    print(
+        f"test accuracy {report.accuracy:.4%} ({report.n_errors} errors of {report.n}), "
+        f"loss {report.loss:.4f}"
+    )
+    print(_format_confusion(report.confusion))
+    if args.json:
+        report.to_json(args.json)
+        print(f"wrote {args.json}")
+    return EXIT_OK
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .preprocess import prepare_image_file
+
+    digits = np.stack([prepare_image_file(path) for path in args.images])  # (n, 28, 28) uint8
+    _start_tensorflow()
+    from .evaluation import predict
+    from .models import load_model
+
+    labels, probabilities = predict(load_model(args.model), digits)
+    width = max(len(str(path)) for path in args.images)
+    for path, label, probs in zip(args.images, labels, probabilities, strict=True):
+        print(f"{path:<{width}}  {int(label)}  {float(probs[label]):.4f}")
+    return EXIT_OK
+
+
+def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="accuracy and confusion matrix of a saved model")
+    p.add_argument("model", help="a .keras/.h5 file, or a folder holding one")
+    p.add_argument("--data", default=None, help=f"MNIST folder (default: ${DATA_ENV}, then cache)")
+    p.add_argument("--json", default=None, help="also write the full report to this JSON file")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "predict",
+        help="classify your own digit images (PNG, JPEG or .npy)",
+        description="Each photo is made MNIST-like first: grayscale, inverted if the "
+        "background is light, cropped to the ink, scaled into 20x20 and centred by its centre "
+        "of mass in 28x28. A 28x28 image or array is taken as is. Prints file, label, confidence.",
+    )
+    p.add_argument("model", help="a .keras/.h5 file, or a folder holding one")
+    p.add_argument("images", nargs="+", help="image files: .png, .jpg, .jpeg or .npy")
+    p.set_defaults(func=_cmd_predict)
+
+
 # -- parser and entry point ---------------------------------------------------------------
 
 _PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_data_parser,
+    _add_train_parser,
+    _add_eval_parsers,
 ]
 
 

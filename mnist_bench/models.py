@@ -1,0 +1,183 @@
+"""The CNN architectures, their FLOP counts, and saving/loading trained models.
+
+`build_model(name)` returns an UNCOMPILED `keras.Model` taking float32 images of shape
+(N, 28, 28, 1) in [0, 1] and returning softmax probabilities of shape (N, 10). Training
+(`mnist_bench.train`) compiles it with the optimizer and schedule of its `TrainConfig`, so
+the architecture and the recipe stay separate. This module knows nothing about data files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from ._io import atomic_path
+
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+H5_NAME = "network_for_mnist.h5"  # the seed notebook's file name
+KERAS_NAME = "model.keras"  # Keras 3's native format: architecture + weights + optimizer
+
+
+def build_seed() -> keras.Model:
+    """The seed notebook's CNN, as its README lists it: Conv2D, MaxPooling, Flatten, Dense, Dropout.
+
+    The seed names the layer types but not their sizes; these are the classic Keras MNIST
+    sizes (32 and 64 3x3 filters, 128 hidden units, dropout 0.5). Nothing is added.
+
+    225,034 parameters; 5.3 MFLOP forward per image (multiply-adds counted as 2).
+    """
+    return keras.Sequential(
+        [
+            keras.Input(INPUT_SHAPE),
+            layers.Conv2D(32, 3, activation="relu"),  # (26, 26, 32)
+            layers.MaxPooling2D(),  # (13, 13, 32)
+            layers.Conv2D(64, 3, activation="relu"),  # (11, 11, 64)
+            layers.MaxPooling2D(),  # (5, 5, 64)
+            layers.Flatten(),  # (1600,)
+            layers.Dense(128, activation="relu"),
+            layers.Dropout(0.5),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
+        ],
+        name="seed",
+    )
+
+
+def _conv_bn_relu(filters: int, kernel: int) -> list[keras.layers.Layer]:
+    # No conv bias: the batch norm's shift that follows makes it redundant.
+    return [
+        layers.Conv2D(filters, kernel, padding="same", use_bias=False),
+        layers.BatchNormalization(),
+        layers.ReLU(),
+    ]
+
+
+def build_reference() -> keras.Model:
+    """The published recipe's CNN: three conv stages with batch norm, then one dense layer.
+
+    Batch norm after every conv (faster, steadier training with Adam), dropout before and
+    after the dense layer, widths doubling as the resolution halves. Sized for the 2-core CPU:
+    about 3x the seed's compute, not the 6x of a six-conv (Deotte-style) network.
+
+    392,362 parameters; 16.3 MFLOP forward per image (multiply-adds counted as 2).
+    """
+    return keras.Sequential(
+        [
+            keras.Input(INPUT_SHAPE),
+            *_conv_bn_relu(32, 5),  # (28, 28, 32)
+            layers.MaxPooling2D(),  # (14, 14, 32)
+            *_conv_bn_relu(64, 3),  # (14, 14, 64)
+            layers.MaxPooling2D(),  # (7, 7, 64)
+            *_conv_bn_relu(128, 3),  # (7, 7, 128)
+            layers.MaxPooling2D(),  # (3, 3, 128)
+            layers.Flatten(),  # (1152,)
+            layers.Dropout(0.4),
+            layers.Dense(256, use_bias=False),
+            layers.BatchNormalization(),
+            layers.ReLU(),
+            layers.Dropout(0.4),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
+        ],
+        name="reference",
+    )
+
+
+_BUILDERS: dict[str, Callable[[], keras.Model]] = {
+    "seed": build_seed,
+    "reference": build_reference,
+}
+MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+
+
+def build_model(name: str) -> keras.Model:
+    """Build the architecture `name` (one of `MODEL_NAMES`), uncompiled, with fresh weights.
+
+    Weights are drawn from Keras' global seed: call `keras.utils.set_random_seed` first
+    for reproducible initial weights (`mnist_bench.train` does).
+
+    Returns
+    -------
+    keras.Model
+        Input float32 (N, 28, 28, 1) in [0, 1]; output float32 (N, 10) softmax probabilities.
+    """
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown model {name!r}; choose one of {list(MODEL_NAMES)}")
+    return _BUILDERS[name]()
+
+
+# -- FLOP counting ------------------------------------------------------------------------
+
+
+def _layer_forward_flops(layer: keras.layers.Layer) -> int:
+    """Forward FLOPs per image of one layer; a multiply-add counts as 2."""
+    if isinstance(layer, layers.Conv2D):
+        _, h, w, c_out = layer.output.shape
+        kh, kw = layer.kernel_size
+        c_in = layer.input.shape[-1]
+        return 2 * h * w * c_out * kh * kw * c_in
+    if isinstance(layer, layers.Dense):
+        return 2 * layer.input.shape[-1] * layer.units
+    return 0  # pooling, batch norm, activations: memory-bound, negligible in FLOPs
+
+
+def model_flops(model: keras.Model) -> dict[str, int]:
+    """FLOPs per image of `model`, counted from its Conv2D and Dense layers.
+
+    Returns
+    -------
+    dict
+        ``forward``: one inference pass; ``training``: forward plus backward, taken as
+        3x forward (the backward pass computes gradients for both inputs and weights,
+        each costing about one forward), the convention of the DAWNBench/MLPerf reports.
+    """
+    forward = sum(_layer_forward_flops(layer) for layer in model.layers)
+    return {"forward": int(forward), "training": int(3 * forward)}
+
+
+# -- saving and loading -------------------------------------------------------------------
+
+
+def save_model(model: keras.Model, directory: str | Path) -> dict[str, Path]:
+    """Save `model` into `directory` as `network_for_mnist.h5` (the seed's file, legacy
+    HDF5) and `model.keras` (Keras 3's native zip format). Creates the folder if needed.
+
+    Returns
+    -------
+    dict
+        ``{"h5": path, "keras": path}`` of the files written.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {"h5": directory / H5_NAME, "keras": directory / KERAS_NAME}
+    for path in paths.values():
+        with atomic_path(path) as tmp:  # a crash mid-save never leaves a half-written model
+            model.save(tmp)
+    return paths
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Load a model saved by `save_model`: a `.keras` or `.h5` file, or a folder holding
+    `model.keras` (preferred) or `network_for_mnist.h5`.
+
+    Raises ``ValueError`` naming the path when it is missing or not a readable Keras model.
+    """
+    path = Path(path)
+    if path.is_dir():
+        candidates = [path / KERAS_NAME, path / H5_NAME]
+        found = next((p for p in candidates if p.is_file()), None)
+        if found is None:
+            raise ValueError(f"{path}: folder holds neither {KERAS_NAME} nor {H5_NAME}")
+        path = found
+    if not path.is_file():
+        raise ValueError(f"{path}: no such model file")
+    if path.suffix not in (".keras", ".h5"):
+        raise ValueError(f"{path}: not a model file (expected a .keras or .h5 file)")
+    try:
+        return keras.models.load_model(path)
+    except Exception as exc:  # Keras raises many types (OSError, ValueError, zipfile errors...)
+        raise ValueError(
+            f"{path}: not a readable Keras model ({type(exc).__name__}: {exc})"
+        ) from exc

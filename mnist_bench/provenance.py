@@ -1,0 +1,133 @@
+"""Where and with what a result was produced: versions, commit, CPU, GPU, threads.
+
+Every file in `results/` and every run's `metrics.json` carries this record. The
+`machine_fingerprint` names what makes float results bit-reproducible: oneDNN picks its
+kernels by CPU model, instruction set and thread count, so weights digests are compared only
+between runs with equal fingerprints (and equal TensorFlow versions).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+# Instruction-set extensions that change which oneDNN kernels run, hence the float round-off.
+_ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "asimd")
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields from /proc/cpuinfo (Linux); empty elsewhere."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def cpu_description() -> dict[str, Any]:
+    """CPU model, vendor/family/model/stepping, relevant ISA flags and logical CPU count."""
+    info = _cpuinfo()
+    flags = set((info.get("flags") or info.get("Features") or "").split())
+    return {
+        "model_name": info.get("model name") or platform.processor() or platform.machine(),
+        "vendor_family_model_stepping": "/".join(
+            info.get(k, "?") for k in ("vendor_id", "cpu family", "model", "stepping")
+        ),
+        "isa": sorted(flags.intersection(_ISA_FLAGS)),
+        "logical_cpus": os.cpu_count(),
+        "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+    }
+
+
+def machine_fingerprint() -> str:
+    """A one-line identity of the floating-point environment: CPU, ISA, threads, TF version.
+
+    Two runs with equal fingerprints and equal configs produce bit-identical weights.
+    """
+    import tensorflow as tf
+
+    cpu = cpu_description()
+    gpus = gpu_names()
+    return " | ".join(
+        [
+            cpu["model_name"],
+            cpu["vendor_family_model_stepping"],
+            ",".join(cpu["isa"]) or "no-simd-flags",
+            f"{cpu['affinity_cpus'] or cpu['logical_cpus']} cpus",
+            f"gpu: {', '.join(gpus) or 'none'}",
+            f"tf {tf.__version__}",
+        ]
+    )
+
+
+def gpu_names() -> list[str]:
+    """Names of the GPUs TensorFlow sees, e.g. ["NVIDIA H100 80GB HBM3"]; [] on CPU."""
+    import tensorflow as tf
+
+    names = []
+    for device in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(device)
+        names.append(str(details.get("device_name", device.name)))
+    return names
+
+
+def git_commit(path: str | Path | None = None) -> dict[str, Any] | None:
+    """The commit of the checkout holding `path` (default: this package), and whether the tree
+    has uncommitted changes; None when it is not a git checkout (an installed wheel)."""
+    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(status)}
+
+
+def provenance() -> dict[str, Any]:
+    """Everything needed to say where a result came from (JSON-serialisable)."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    return {
+        "mnist_bench": __version__,
+        "git": git_commit(),
+        "python": sys.version.split()[0],
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "cpu": cpu_description(),
+        "gpus": gpu_names(),
+        "tf_threads": {
+            # 0 means "TensorFlow's default": one thread per logical CPU.
+            "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+        },
+        "machine_fingerprint": machine_fingerprint(),
+        "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }

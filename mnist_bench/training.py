@@ -1,0 +1,406 @@
+"""Train a CNN on MNIST from one `TrainConfig`: seeded, deterministic and resumable.
+
+    from mnist_bench import TrainConfig, train
+    result = train(TrainConfig.recipe("seed", epochs=1), out_dir="runs/a")
+
+The recipe, top to bottom:
+
+1. seed everything once: Keras' global seed (Python, NumPy, TensorFlow) and op determinism;
+2. split and preprocess: validation on the 10k test set as the seed did, or on a fixed holdout
+   of the training images (for choosing a recipe without looking at the test set);
+3. build the model and compile it: Adam, categorical cross-entropy, the learning-rate schedule;
+4. per epoch: a seeded order of the training images, seeded augmentation, one `model.fit`
+   pass, then a checkpoint of every variable (weights, optimizer moments, RNG states);
+5. evaluate on the test set, then save model, config, history, metrics and plots.
+
+Resuming works because every piece of state is either in the checkpoint (all model and
+optimizer variables, including Dropout's seed-generator state) or a pure function of
+(seed, epoch, step): the data order and the augmentation. A run restarted from epoch k
+therefore ends bit-identical to one that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ._io import atomic_path, read_json, write_json
+from .config import TrainConfig
+from .data import MnistData, load_mnist
+from .evaluation import EvalReport, evaluate
+from .models import build_model, model_flops, save_model
+from .preprocess import one_hot, preprocess_images
+from .provenance import provenance
+
+CONFIG_FILE, HISTORY_FILE, METRICS_FILE = "config.json", "history.json", "metrics.json"
+CHECKPOINT_FILE = "checkpoint.npz"  # every variable after the last completed epoch
+VAL_BATCH = 1024  # inference batch for validation: larger is faster, same result
+
+
+@dataclass(frozen=True)
+class Split:
+    """Raw uint8 images (N, 28, 28) and labels (N,) for training and validation."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+@dataclass
+class TrainResult:
+    """What `train` returns: the trained model and everything measured about it."""
+
+    model: keras.Model
+    config: TrainConfig
+    history: list[dict[str, float]]  # one row per epoch, see `_epoch_row`
+    report: EvalReport  # the final model on the 10k test set
+    metrics: dict[str, Any]  # what metrics.json holds
+    out_dir: Path | None
+
+
+# -- determinism --------------------------------------------------------------------------
+
+
+def seed_everything(seed: int, *, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and TensorFlow/Keras once, and make TensorFlow ops deterministic.
+
+    Op determinism makes TensorFlow choose deterministic kernels (and raise on ops that have
+    none), so reruns on the same machine give bit-identical weights. It is process-wide and
+    cannot be switched off again once enabled.
+    """
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def weights_digest(model: keras.Model) -> str:
+    """SHA-256 (hex) over every weight of `model`: trainable ones and batch-norm statistics.
+
+    Layer names are left out on purpose (Keras numbers them per process), so equal weights
+    give equal digests across processes. Each array's dtype and shape go in with its bytes.
+    """
+    digest = hashlib.sha256()
+    for index, weight in enumerate(model.weights):
+        array = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(f"{index}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _stream_key(seed: int, epoch: int) -> int:
+    """A 63-bit key for the random stream of (seed, epoch), independent across epochs."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+# -- data ---------------------------------------------------------------------------------
+
+
+def split_data(config: TrainConfig, data: MnistData) -> Split:
+    """Choose the training and validation images for `config`.
+
+    ``validation="test"`` validates on the 10k test set, as the seed notebook did.
+    ``validation="holdout"`` validates on the LAST `holdout_size` training images: a fixed
+    split, the same for every seed and recipe, so candidates are compared on equal footing
+    and the test set is never used to choose anything. `train_subset` then keeps the first
+    N of the remaining training images.
+    """
+    x, y = data.x_train, data.y_train
+    if config.validation == "holdout":
+        cut = len(x) - config.holdout_size
+        x, y, x_val, y_val = x[:cut], y[:cut], x[cut:], y[cut:]
+    else:
+        x_val, y_val = data.x_test, data.y_test
+    if config.train_subset is not None:
+        if config.train_subset > len(x):
+            raise ValueError(
+                f"train_subset={config.train_subset} exceeds the {len(x)} training images left"
+            )
+        x, y = x[: config.train_subset], y[: config.train_subset]
+    return Split(x, y, x_val, y_val)
+
+
+def random_affine(images: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.Tensor:
+    """Distort each image by its own random rotation, zoom and shift, in ONE resampling.
+
+    images: float32 (B, 28, 28, 1); seed: int64 (2,) for TensorFlow's stateless RNG, so the
+    draw depends on (seed, epoch, step) only. Bilinear, zero (black) fill outside the image.
+    """
+    u = tf.random.stateless_uniform((tf.shape(images)[0], 4), seed, minval=-1.0, maxval=1.0)
+    theta = u[:, 0] * (config.rotation_deg * math.pi / 180.0)
+    scale = 1.0 + u[:, 1] * config.zoom
+    tx, ty = u[:, 2] * config.shift_px, u[:, 3] * config.shift_px
+    # The transform maps each OUTPUT pixel p back to its INPUT location:
+    # in = c + R(-theta) (p - c - t) / scale, with c the image centre.
+    c = 13.5
+    a0, a1 = tf.cos(theta) / scale, tf.sin(theta) / scale
+    b0, b1 = -a1, a0
+    a2 = c - a0 * (c + tx) - a1 * (c + ty)
+    b2 = c - b0 * (c + tx) - b1 * (c + ty)
+    zero = tf.zeros_like(a0)
+    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zero, zero], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=tf.constant([28, 28]),
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+
+
+def epoch_dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, epoch: int) -> tf.data.Dataset:
+    """The training batches of `epoch` (0-based): seeded order, seeded augmentation.
+
+    x: float32 (N, 28, 28, 1) in [0, 1]; y: float32 (N, 10) one-hot. Both the order and the
+    augmentation are pure functions of (config.seed, epoch, step), which is what makes a
+    resumed run identical to an uninterrupted one.
+    """
+    key = _stream_key(config.seed, epoch)
+    order = np.random.default_rng(key).permutation(len(x))
+    ds = tf.data.Dataset.from_tensor_slices((x[order], y[order])).batch(config.batch_size)
+    if config.augment:
+
+        def augment(step: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> tuple:
+            images, labels = batch
+            seed = tf.stack([tf.constant(key, tf.int64), step])
+            return random_affine(images, seed, config), labels
+
+        ds = ds.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+# -- model --------------------------------------------------------------------------------
+
+
+def learning_rate(
+    config: TrainConfig, steps_per_epoch: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """Adam's step size: constant, or cosine decay to 0 over the run; both with optional
+    linear warm-up. Built from Keras' own CosineDecay so a saved model loads with plain
+    `keras.models.load_model`, no custom objects needed."""
+    warmup = round(config.warmup_epochs * steps_per_epoch)
+    if config.lr_schedule == "constant" and warmup == 0:
+        return config.learning_rate
+    total = config.epochs * steps_per_epoch
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else config.learning_rate,
+        decay_steps=max(total - warmup, 1),
+        alpha=1.0 if config.lr_schedule == "constant" else 0.0,  # alpha=1: no decay
+        warmup_target=config.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
+    """Adam + categorical cross-entropy + accuracy: the seed's training setup."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch)),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+# -- checkpoints --------------------------------------------------------------------------
+
+
+def _state_variables(model: keras.Model) -> list[keras.Variable]:
+    # Weights, batch-norm statistics and Dropout's seed-generator state (model.variables),
+    # then Adam's step counter and moments. The order follows the model's structure, so a
+    # checkpoint restores into a freshly built model in another process.
+    return [*model.variables, *model.optimizer.variables]
+
+
+def _write_checkpoint(out_dir: Path, model: keras.Model, history: list[dict]) -> None:
+    arrays = {
+        f"v{i:04d}": keras.ops.convert_to_numpy(v) for i, v in enumerate(_state_variables(model))
+    }
+    arrays["history_json"] = np.frombuffer(json.dumps(history).encode(), dtype=np.uint8)
+    with atomic_path(out_dir / CHECKPOINT_FILE) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _restore_checkpoint(out_dir: Path, model: keras.Model) -> list[dict]:
+    """Load every variable from the checkpoint into `model`; return the history so far."""
+    path = out_dir / CHECKPOINT_FILE
+    model.optimizer.build(model.trainable_variables)
+    variables = _state_variables(model)
+    try:
+        with np.load(path) as saved:
+            arrays = [saved[f"v{i:04d}"] for i in range(len(variables))]
+            history = json.loads(saved["history_json"].tobytes())
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"{path}: unreadable or incompatible checkpoint ({exc})") from exc
+    for variable, array in zip(variables, arrays, strict=True):
+        if tuple(variable.shape) != array.shape:
+            raise ValueError(f"{path}: checkpoint shape {array.shape} does not fit {variable.path}")
+        variable.assign(array)
+    return history
+
+
+def _start_or_resume(out_dir: Path | None, model: keras.Model, config: TrainConfig) -> list[dict]:
+    """Write config.json for a new run, or check it and restore the checkpoint of an old one."""
+    if out_dir is None:
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_path = out_dir / CONFIG_FILE
+    if config_path.exists():
+        previous = TrainConfig.from_dict(read_json(config_path))
+        if previous != config:
+            raise ValueError(
+                f"{config_path}: this folder holds a run with a different config; "
+                "choose another output folder or delete this one"
+            )
+        if (out_dir / CHECKPOINT_FILE).exists():
+            return _restore_checkpoint(out_dir, model)
+    else:
+        write_json(config_path, config.to_dict())
+    return []
+
+
+# -- training -----------------------------------------------------------------------------
+
+
+def _epoch_row(
+    epoch: int, logs: dict[str, float], model: keras.Model, seconds: float, n: int
+) -> dict:
+    return {
+        "epoch": epoch + 1,  # 1-based, as printed
+        "loss": float(logs["loss"]),  # mean over the epoch, dropout and augmentation on
+        "accuracy": float(logs["accuracy"]),
+        "val_loss": float(logs["val_loss"]),
+        "val_accuracy": float(logs["val_accuracy"]),
+        "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
+        "seconds": seconds,  # wall time of the epoch: training and validation
+        "images_per_s": n / seconds,
+    }
+
+
+def train_one_epoch(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    val: tf.data.Dataset,
+    config: TrainConfig,
+    epoch: int,
+) -> dict[str, float]:
+    """One pass over the training images, then validation; returns the epoch's row."""
+    start = time.perf_counter()
+    fit = model.fit(
+        epoch_dataset(x, y, config, epoch),
+        validation_data=val,
+        initial_epoch=epoch,
+        epochs=epoch + 1,
+        shuffle=False,  # the order is already seeded per epoch by epoch_dataset
+        verbose=0,
+    )
+    logs = {key: values[-1] for key, values in fit.history.items()}
+    return _epoch_row(epoch, logs, model, time.perf_counter() - start, len(x))
+
+
+def train(
+    config: TrainConfig,
+    data: MnistData | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    progress: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train `config.model` following `config`, evaluate it on the test set, save it.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Every knob of the run; see `TrainConfig.recipe` for the published recipes.
+    data : MnistData, optional
+        The dataset; loaded with `load_mnist()` when None.
+    out_dir : path, optional
+        Where to write the model (`network_for_mnist.h5`, `model.keras`), `config.json`,
+        `history.json`, `metrics.json`, the plots and a per-epoch checkpoint. A folder that
+        already holds an unfinished run of the same config is resumed from its checkpoint.
+        None: nothing is written and nothing resumed.
+    progress : callable, optional
+        Called with each epoch's row (a dict, see `history`) once it is checkpointed.
+
+    Returns
+    -------
+    TrainResult
+    """
+    run_start = time.perf_counter()
+    seed_everything(config.seed, deterministic=config.deterministic)
+    data = data if data is not None else load_mnist()
+    split = split_data(config, data)
+    x_train, y_train = preprocess_images(split.x_train), one_hot(split.y_train)
+    val = tf.data.Dataset.from_tensor_slices(
+        (preprocess_images(split.x_val), one_hot(split.y_val))
+    ).batch(VAL_BATCH)
+
+    model = build_model(config.model)
+    compile_model(model, config, steps_per_epoch=math.ceil(len(x_train) / config.batch_size))
+    out = Path(out_dir) if out_dir is not None else None
+    history = _start_or_resume(out, model, config)
+
+    for epoch in range(len(history), config.epochs):
+        history.append(train_one_epoch(model, x_train, y_train, val, config, epoch))
+        if out is not None:
+            _write_checkpoint(out, model, history)
+        if progress is not None:
+            progress(history[-1])
+
+    report = evaluate(model, data)
+    metrics = _final_metrics(model, config, history, report, time.perf_counter() - run_start)
+    if out is not None:
+        _write_outputs(out, model, history, metrics, report, data)
+    return TrainResult(model, config, history, report, metrics, out)
+
+
+def _final_metrics(
+    model: keras.Model, config: TrainConfig, history: list[dict], report: EvalReport, wall: float
+) -> dict[str, Any]:
+    last = history[-1]
+    return {
+        "config": config.to_dict(),
+        # Final epoch only: never the best epoch picked on the test set.
+        "final_epoch": last["epoch"],
+        "train_loss": last["loss"],
+        "train_accuracy": last["accuracy"],
+        "val_loss": last["val_loss"],
+        "val_accuracy": last["val_accuracy"],
+        "test_loss": report.loss,
+        "test_accuracy": report.accuracy,
+        "test_errors": report.n_errors,
+        # The report without the 10k predicted labels (predict recomputes them).
+        "test": {k: v for k, v in report.to_dict().items() if k != "predicted"},
+        "weights_digest": weights_digest(model),
+        "params": int(model.count_params()),
+        "flops_per_image": model_flops(model),
+        "epoch_seconds": [row["seconds"] for row in history],
+        "wall_seconds_this_call": wall,  # excludes epochs done before a resume
+        "provenance": provenance(),
+    }
+
+
+def _write_outputs(
+    out: Path,
+    model: keras.Model,
+    history: list[dict],
+    metrics: dict,
+    report: EvalReport,
+    data: MnistData,
+) -> None:
+    from .plots import plot_history, plot_report
+
+    save_model(model, out)
+    write_json(out / HISTORY_FILE, history)
+    plot_history({k: [row[k] for row in history] for k in history[0]}, out / "loss_curves.png")
+    plot_report(report, data.x_test, data.y_test, out)
+    write_json(out / METRICS_FILE, metrics)  # last: its presence marks a finished run

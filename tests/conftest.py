@@ -1,0 +1,73 @@
+"""Shared fixtures: the real MNIST files, and a tiny IDX writer for synthetic files.
+
+The real data comes from ``$MNIST_BENCH_DATA``, else ``../shared/mnist`` beside the checkout
+(the offline test and CI machines hold it there); tests needing it are skipped otherwise.
+"""
+
+import os
+
+# TensorFlow's C++ logging would flood the test output; set before anything imports it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import gzip
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mnist_bench
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_SHARED_MNIST = REPO_ROOT.parent / "shared" / "mnist"
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX encoding of a uint8 array: magic 0x0000 08 <ndim>, big-endian dims, data."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim])
+    dims = b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    return header + dims + array.tobytes()
+
+
+def _write_idx(path: str | os.PathLike, data: np.ndarray | bytes, *, gz: bool = True) -> Path:
+    """Write `data` (an array, IDX-encoded here; or raw bytes, as is) to `path`, gzipped or not.
+
+    The caller picks the file name: the loader decides from the ``.gz`` suffix whether to
+    decompress, so tests can also write a mismatch on purpose.
+    """
+    path = Path(path)
+    raw = data if isinstance(data, bytes) else _idx_bytes(data)
+    path.write_bytes(gzip.compress(raw, compresslevel=1, mtime=0) if gz else raw)
+    return path
+
+
+# The helpers reach tests as session fixtures (safe inside hypothesis tests, which reject
+# function-scoped ones), not by importing conftest.
+@pytest.fixture(scope="session")
+def write_idx() -> Callable[..., Path]:
+    """`write_idx(path, array_or_bytes, *, gz=True) -> Path`: write a (synthetic) IDX file."""
+    return _write_idx
+
+
+@pytest.fixture(scope="session")
+def encode_idx() -> Callable[[np.ndarray], bytes]:
+    """`encode_idx(array) -> bytes`: the IDX encoding of a uint8 array, to tamper with."""
+    return _idx_bytes
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The folder holding the four real MNIST files."""
+    env = os.environ.get("MNIST_BENCH_DATA")
+    if env:
+        return Path(env)
+    if _SHARED_MNIST.is_dir():
+        return _SHARED_MNIST
+    pytest.skip(f"no MNIST files: set MNIST_BENCH_DATA or provide {_SHARED_MNIST}")
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_dir: Path) -> "mnist_bench.MnistData":
+    """The real MNIST arrays, loaded (and verified) once per session."""
+    return mnist_bench.load_mnist(mnist_dir, download=False)
