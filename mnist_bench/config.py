@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ MODEL_CHOICES = ("seed", "reference")
 SCHEDULE_CHOICES = ("constant", "cosine")
 VALIDATION_CHOICES = ("test", "holdout")
 N_TRAIN = 60_000  # images in the MNIST training file
+MAX_SEED = 2**32 - 1  # keras.utils.set_random_seed (NumPy's legacy seed) takes 0..2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -45,12 +47,13 @@ class TrainConfig:
         _check_choice("model", self.model, MODEL_CHOICES)
         _check_choice("lr_schedule", self.lr_schedule, SCHEDULE_CHOICES)
         _check_choice("validation", self.validation, VALIDATION_CHOICES)
-        _check_int("seed", self.seed, low=0)
+        _check_int("seed", self.seed, low=0, high=MAX_SEED)
         _check_int("epochs", self.epochs, low=1)
         _check_int("batch_size", self.batch_size, low=1)
         _check_int("holdout_size", self.holdout_size, low=1, high=N_TRAIN - 1)
         if self.train_subset is not None:
-            _check_int("train_subset", self.train_subset, low=1, high=N_TRAIN)
+            available = N_TRAIN - (self.holdout_size if self.validation == "holdout" else 0)
+            _check_int("train_subset", self.train_subset, low=1, high=available)
         _check_range("learning_rate", self.learning_rate, low=0.0, low_open=True)
         _check_range("warmup_epochs", self.warmup_epochs, low=0.0, high=float(self.epochs))
         _check_range("label_smoothing", self.label_smoothing, low=0.0, high=1.0, high_open=True)
@@ -62,6 +65,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.extra, dict):
             raise ValueError(f"extra must be a dict, got {type(self.extra).__name__}")
+        _check_json_round_trip("extra", self.extra)
 
     # -- presets --------------------------------------------------------------------------
 
@@ -118,7 +122,10 @@ class TrainConfig:
             raise ValueError(f"{source}: not valid JSON: {exc}") from exc
         if not isinstance(values, dict):
             raise ValueError(f"{source}: expected a JSON object, got {type(values).__name__}")
-        return cls.from_dict(values)
+        try:
+            return cls.from_dict(values)
+        except ValueError as exc:  # a bad field: say which file holds it
+            raise ValueError(f"{source}: {exc}") from exc
 
 
 # The seed notebook's settings: plain Adam at Keras' default step, no augmentation.
@@ -162,11 +169,30 @@ def _check_range(
     low_open: bool = False,
     high_open: bool = False,
 ) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise ValueError(f"{name} must be a number, got {value!r}")
+    # Infinity and NaN are rejected: neither lies in any range below, open or closed.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
     too_low = value <= low if low_open else value < low
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:
         lo = f"({low}" if low_open else f"[{low}"
         hi = "inf)" if high is None else (f"{high})" if high_open else f"{high}]")
         raise ValueError(f"{name} must be in {lo}, {hi}, got {value}")
+
+
+def _check_json_round_trip(name: str, value: Any) -> None:
+    # A config must survive config.json unchanged (resume compares them): JSON would turn
+    # tuples into lists and int keys into strings, and cannot write sets or NaN faithfully.
+    try:
+        same = json.loads(json.dumps(value, allow_nan=False)) == value
+    except (TypeError, ValueError):
+        same = False
+    if not same:
+        raise ValueError(
+            f"{name} must hold only JSON values (str keys; str, int, finite float, bool, None, "
+            f"list, dict) that read back unchanged, got {value!r}"
+        )

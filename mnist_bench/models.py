@@ -8,6 +8,7 @@ the architecture and the recipe stay separate. This module knows nothing about d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -116,10 +117,12 @@ def _layer_forward_flops(layer: keras.layers.Layer) -> int:
     if isinstance(layer, layers.Conv2D):
         _, h, w, c_out = layer.output.shape
         kh, kw = layer.kernel_size
-        c_in = layer.input.shape[-1]
+        c_in = layer.input.shape[-1] // layer.groups  # each filter sees its group's channels
         return 2 * h * w * c_out * kh * kw * c_in
     if isinstance(layer, layers.Dense):
-        return 2 * layer.input.shape[-1] * layer.units
+        # Dense acts on the last axis, once per position of any axes before it.
+        positions = math.prod(layer.input.shape[1:-1])
+        return 2 * positions * layer.input.shape[-1] * layer.units
     return 0  # pooling, batch norm, activations: memory-bound, negligible in FLOPs
 
 
@@ -154,8 +157,21 @@ def save_model(model: keras.Model, directory: str | Path) -> dict[str, Path]:
     paths = {"h5": directory / H5_NAME, "keras": directory / KERAS_NAME}
     for path in paths.values():
         with atomic_path(path) as tmp:  # a crash mid-save never leaves a half-written model
-            model.save(tmp)
+            _save_keeping_compile_config(model, tmp)
     return paths
+
+
+def _save_keeping_compile_config(model: keras.Model, path: Path) -> None:
+    # Keras' legacy HDF5 writer pops "optimizer" out of the model's own compile config
+    # (keras/src/legacy/saving/saving_utils.py, model_metadata): every later .keras save would
+    # then drop the optimizer, and loading it would compile a default RMSprop instead.
+    compile_config = getattr(model, "_compile_config", None)
+    saved = dict(compile_config.config) if compile_config is not None else None
+    try:
+        model.save(path)
+    finally:
+        if saved is not None:
+            compile_config.config = saved
 
 
 def load_model(path: str | Path) -> keras.Model:

@@ -313,6 +313,8 @@ def prepare_image_file(path: str | os.PathLike[str]) -> np.ndarray:
         if image.shape[:2] != (IMAGE_SIZE, IMAGE_SIZE):
             return prepare_photo(image)
         gray, _ = _light_on_dark(_to_gray(image))
+        if gray.max() == gray.min():  # a blank 28x28 image is no digit either
+            raise ValueError("no ink found: every pixel has the same value")
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
     return np.round(gray).astype(np.uint8)

@@ -357,6 +357,10 @@ def train(
             progress(history[-1])
 
     report = evaluate(model, data)
+    if out is not None and (out / METRICS_FILE).exists():
+        # A finished run started again: its checkpoint restored the final weights; keep the
+        # files (and provenance) of the run that produced them.
+        return TrainResult(model, config, history, report, read_json(out / METRICS_FILE), out)
     metrics = _final_metrics(model, config, history, report, time.perf_counter() - run_start)
     if out is not None:
         _write_outputs(out, model, history, metrics, report, data)
@@ -401,6 +405,6 @@ def _write_outputs(
 
     save_model(model, out)
     write_json(out / HISTORY_FILE, history)
-    plot_history({k: [row[k] for row in history] for k in history[0]}, out / "loss_curves.png")
+    plot_history(history, out / "loss_curves.png")
     plot_report(report, data.x_test, data.y_test, out)
     write_json(out / METRICS_FILE, metrics)  # last: its presence marks a finished run

@@ -71,3 +71,67 @@ def mnist_dir() -> Path:
 def mnist(mnist_dir: Path) -> "mnist_bench.MnistData":
     """The real MNIST arrays, loaded (and verified) once per session."""
     return mnist_bench.load_mnist(mnist_dir, download=False)
+
+
+# -- trained tiny model (shared) --
+
+import contextlib  # noqa: E402 (this section is kept apart, at the end)
+import io  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+# The seed model, trained once per session through the command line: 1 epoch on the first
+# 1,024 training images (about 54% test accuracy: enough to tell digits apart, not to be good).
+TINY_RUN_ARGV = (
+    *("train", "--model", "seed", "--epochs", "1"),
+    *("--train-subset", "1024", "--seed", "0"),
+)
+# misclassified.png draws one matplotlib axes per digit, up to plots.MAX_GRID_IMAGES (1,000):
+# about 40 s for a 54%-accurate model on a loaded 2-core machine. The tests shrink the grid;
+# every figure is still drawn and written by the real code.
+TINY_GRID_IMAGES = 20
+
+
+@dataclass(frozen=True)
+class CliRun:
+    """One in-process run of `mnist_bench.cli.main`: its argv, exit code and output."""
+
+    argv: tuple[str, ...]
+    code: int
+    out: str  # stdout
+    err: str  # stderr
+    out_dir: Path  # the --out folder
+
+
+@pytest.fixture
+def small_plot_grids(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shrink the misclassified-digits grid for one test (see TINY_GRID_IMAGES)."""
+    from mnist_bench import plots
+
+    monkeypatch.setattr(plots, "MAX_GRID_IMAGES", TINY_GRID_IMAGES)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> CliRun:
+    """`mnist-bench train` of the seed model, 1 epoch on 1,024 images, into a session folder.
+
+    Holds the whole output the command printed, so the CLI tests check it without training
+    again. Treat `out_dir` as read-only: copy it (`shutil.copytree`) to resume or overwrite.
+    """
+    from mnist_bench import cli, plots
+
+    out_dir = tmp_path_factory.mktemp("tiny_run")
+    argv = (*TINY_RUN_ARGV, "--out", str(out_dir))
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MNIST_BENCH_DATA", str(mnist_dir))
+        mp.setattr(plots, "MAX_GRID_IMAGES", TINY_GRID_IMAGES)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(list(argv))
+    assert code == 0, f"the shared tiny training failed:\n{err.getvalue()}"
+    return CliRun(argv, code, out.getvalue(), err.getvalue(), out_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_run: CliRun) -> "keras.Model":  # noqa: F821 (keras is imported lazily)
+    """The model of `tiny_run`, loaded from its folder (its `model.keras`)."""
+    return mnist_bench.load_model(tiny_run.out_dir)

@@ -1,0 +1,95 @@
+"""Accuracy-regression tests, in two tiers.
+
+Fast (default run):
+- the seed model, 1 epoch on the full 60k images, reaches its threshold on the 10k test set;
+  on the machine where it was pinned it must also reproduce the pinned digest and accuracy
+  exactly (oneDNN's float results are bit-stable per CPU model, not across models);
+- the published model in results/ reaches >= 99.70% and exactly the accuracy results/ states.
+
+Slow (`pytest -m slow`, `tox -e reproduce`): the full 30-epoch reference recipe retrained from
+the published seed reaches >= 99.70% and, on the pinned machine, the published weights digest.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mnist_bench import TrainConfig, evaluate, load_model, train, weights_digest
+from mnist_bench.provenance import machine_fingerprint
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+PUBLISHED_TARGET = 0.9970  # the project's claim: >= 99.70% final-epoch test accuracy
+
+# Seed model, 1 epoch, seed 0, full training set. Measured on 2026-11-25 with
+# `mnist-bench train --model seed --epochs 1 --seed 0 --out runs/a` (twice, identical):
+# 97.80% (220 errors), test loss 0.0749; seed 1 gave 97.59%. The threshold leaves 0.5
+# points of margin for other CPUs and TensorFlow versions, where the bits differ.
+SEED_1EP_THRESHOLD = 0.9730
+SEED_1EP_PINNED = {
+    "machine_fingerprint": (
+        "AMD EPYC | AuthenticAMD/25/1/1 | avx,avx2,fma | 2 cpus | gpu: none | tf 2.21.0"
+    ),
+    "test_accuracy": 0.978,
+    "weights_digest": "4e80c0c13b517b92729573059a6f7a5a9f325f291b81410179f529bc6dda1e3b",
+}
+
+
+def _on_pinned_machine(fingerprint: str) -> bool:
+    return machine_fingerprint() == fingerprint
+
+
+@pytest.fixture(scope="module")
+def seed_one_epoch(mnist):
+    return train(TrainConfig.recipe("seed", epochs=1, seed=0), mnist)
+
+
+def test_seed_model_one_epoch_reaches_threshold(seed_one_epoch):
+    assert seed_one_epoch.metrics["test_accuracy"] >= SEED_1EP_THRESHOLD
+
+
+def test_seed_model_one_epoch_matches_pin_on_pinned_machine(seed_one_epoch):
+    if not _on_pinned_machine(SEED_1EP_PINNED["machine_fingerprint"]):
+        pytest.skip(
+            f"pinned on {SEED_1EP_PINNED['machine_fingerprint']!r}; this is another machine"
+        )
+    assert weights_digest(seed_one_epoch.model) == SEED_1EP_PINNED["weights_digest"]
+    assert seed_one_epoch.metrics["test_accuracy"] == SEED_1EP_PINNED["test_accuracy"]
+
+
+# -- the published result -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def published() -> dict:
+    path = RESULTS / "metrics.json"
+    if not path.exists():
+        pytest.skip(f"{path} does not exist yet: no published model to check")
+    return json.loads(path.read_text())
+
+
+def test_published_model_reaches_target_and_its_stated_accuracy(published, mnist):
+    report = evaluate(load_model(RESULTS / "model.keras"), mnist)
+    assert report.accuracy >= PUBLISHED_TARGET
+    assert report.accuracy == published["published"]["test_accuracy"]
+
+
+def test_published_h5_matches_published_keras(published, mnist):
+    keras_model, h5_model = (
+        load_model(RESULTS / "model.keras"),
+        load_model(RESULTS / "network_for_mnist.h5"),
+    )
+    assert weights_digest(h5_model) == weights_digest(keras_model)
+    assert weights_digest(keras_model) == published["published"]["weights_digest"]
+
+
+@pytest.mark.slow
+def test_reference_recipe_reproduces_published_run(published, mnist, tmp_path):
+    entry = published["published"]
+    result = train(TrainConfig.from_dict(entry["config"]), mnist, tmp_path)
+    assert result.metrics["test_accuracy"] >= PUBLISHED_TARGET
+    if _on_pinned_machine(entry["machine_fingerprint"]):
+        assert result.metrics["weights_digest"] == entry["weights_digest"]
+        assert result.metrics["test_accuracy"] == entry["test_accuracy"]

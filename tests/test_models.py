@@ -1,0 +1,274 @@
+"""Tests of the architectures, their documented sizes and FLOPs, and saving/loading models."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from keras import layers
+
+from mnist_bench import MODEL_NAMES, build_model, load_model, model_flops, save_model
+from mnist_bench.models import build_reference, build_seed
+
+BUILDERS = {"seed": build_seed, "reference": build_reference}
+H5, KERAS = "network_for_mnist.h5", "model.keras"
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, keras.Model]:
+    """Every architecture, built once for the module (fresh, untrained weights)."""
+    keras.utils.set_random_seed(0)
+    return {name: build_model(name) for name in MODEL_NAMES}
+
+
+def _forward(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    return keras.ops.convert_to_numpy(model(x, training=False))
+
+
+def _random_images(n: int, seed: int, fill: str) -> np.ndarray:
+    if fill == "random":
+        return np.random.default_rng(seed).random((n, 28, 28, 1), dtype=np.float32)
+    return np.full((n, 28, 28, 1), 1.0 if fill == "ones" else 0.0, dtype=np.float32)
+
+
+def image_batches(max_size: int = 64) -> st.SearchStrategy[np.ndarray]:
+    """Model inputs: float32 (n, 28, 28, 1) in [0, 1], n in 1..max_size; random or constant."""
+    return st.builds(
+        _random_images,
+        n=st.integers(1, max_size),
+        seed=st.integers(0, 2**32 - 1),
+        fill=st.sampled_from(["random", "zeros", "ones"]),
+    )
+
+
+# -- architectures ------------------------------------------------------------------------
+
+
+def test_model_names():
+    assert MODEL_NAMES == ("seed", "reference")
+    assert set(BUILDERS) == set(MODEL_NAMES)  # every architecture has its docstring checked
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_build_model_is_uncompiled_with_mnist_input(models, name):
+    model = models[name]
+    assert model.name == name
+    assert tuple(model.input_shape) == (None, 28, 28, 1)
+    assert tuple(model.output_shape) == (None, 10)
+    assert not model.compiled
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+@settings(max_examples=6, deadline=None)
+@given(x=image_batches())
+def test_output_is_a_probability_row_per_image(models, name, x):
+    p = _forward(models[name], x)
+    assert p.shape == (len(x), 10)
+    assert p.dtype == np.float32
+    assert ((p >= 0.0) & (p <= 1.0)).all()
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["vgg", "Seed", "", "reference "])
+def test_unknown_model_raises_listing_names(name):
+    message = f"unknown model {name!r}; choose one of ['seed', 'reference']"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_model(name)
+
+
+# -- documented sizes and FLOPs -----------------------------------------------------------
+
+
+def _documented(name: str) -> tuple[int, float, float]:
+    """(parameters, MFLOP, the MFLOP's rounding tolerance) as the builder's docstring states."""
+    doc = " ".join(BUILDERS[name].__doc__.split())  # the statement may wrap
+    match = re.search(r"([\d,]+) parameters; (\d+)\.(\d+) MFLOP forward per image", doc)
+    assert match, f"build_{name}'s docstring states no parameter and FLOP count"
+    params, whole, decimals = match.groups()
+    return int(params.replace(",", "")), float(f"{whole}.{decimals}"), 0.5 * 10.0 ** -len(decimals)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_parameter_count_is_the_documented_one(models, name):
+    params, _, _ = _documented(name)
+    assert models[name].count_params() == params
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_forward_flops_are_the_documented_ones(models, name):
+    _, mflop, tolerance = _documented(name)
+    assert abs(model_flops(models[name])["forward"] / 1e6 - mflop) <= tolerance
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_training_flops_are_three_forward_passes(models, name):
+    flops = model_flops(models[name])
+    assert flops["training"] == 3 * flops["forward"] > 0
+    assert all(isinstance(v, int) for v in flops.values())
+
+
+# (input shape, layers, forward FLOPs counted by hand; a multiply-add is 2 FLOPs)
+TINY_NETS = {
+    # conv (6, 6, 4) outputs x 3*3*3 taps; dense 144 inputs x 5 units
+    "conv+dense": ((8, 8, 3), [layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(5)], 9216),
+    # 'same' + stride 2: (5, 5, 2) outputs x 3*5*1 taps = 750 MACs; dense 50 x 3 = 150 MACs
+    "strided-same-conv": (
+        (10, 10, 1),
+        [layers.Conv2D(2, (3, 5), strides=2, padding="same"), layers.Flatten(), layers.Dense(3)],
+        1800,
+    ),
+    # pooling, batch norm and activations count 0; dense 16 inputs x 1 unit
+    "pool+dense": (
+        (8, 8, 1),
+        [layers.MaxPooling2D(), layers.BatchNormalization(), layers.Flatten(), layers.Dense(1)],
+        32,
+    ),
+    # groups=2: each of the (4, 4, 4) outputs sees 3*3*2 inputs = 288 MACs
+    "grouped-conv": ((6, 6, 4), [layers.Conv2D(4, 3, groups=2)], 2304),
+    # Dense on a (4, 4, 3) input runs at each of the 16 positions: 16 x 3 x 2 = 96 MACs
+    "dense-on-map": ((4, 4, 3), [layers.Dense(2)], 192),
+}
+
+
+@pytest.mark.parametrize(("shape", "net_layers", "expected"), TINY_NETS.values(), ids=TINY_NETS)
+def test_flops_of_tiny_nets_match_hand_counts(shape, net_layers, expected):
+    model = keras.Sequential([keras.Input(shape), *net_layers])
+    assert model_flops(model) == {"forward": expected, "training": 3 * expected}
+
+
+# -- saving and loading -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def probe_images() -> np.ndarray:
+    return _random_images(16, seed=1, fill="random")
+
+
+@pytest.fixture(scope="module", params=MODEL_NAMES)
+def saved(request, models, tmp_path_factory) -> tuple[keras.Model, Path]:
+    """(model, folder) after `save_model` into a not yet existing nested folder."""
+    folder = tmp_path_factory.mktemp(f"saved-{request.param}") / "not" / "yet"
+    paths = save_model(models[request.param], folder)
+    assert paths == {"h5": folder / H5, "keras": folder / KERAS}
+    return models[request.param], folder
+
+
+def test_save_model_writes_both_files_and_no_temporary_ones(saved):
+    _, folder = saved
+    assert sorted(os.listdir(folder)) == sorted([H5, KERAS])
+    assert (folder / H5).read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"  # the HDF5 signature
+    assert (folder / KERAS).read_bytes()[:4] == b"PK\x03\x04"  # a zip archive
+
+
+def test_save_model_overwrites_in_place(saved, tmp_path):
+    model, folder = saved
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    save_model(model, copy)
+    assert sorted(os.listdir(copy)) == sorted([H5, KERAS])
+
+
+LOADERS = {
+    "folder": lambda folder: load_model(folder),
+    "folder-as-str": lambda folder: load_model(str(folder)),
+    "keras-file": lambda folder: load_model(folder / KERAS),
+    "h5-file": lambda folder: load_model(folder / H5),
+    "plain-keras-on-keras-file": lambda folder: keras.models.load_model(folder / KERAS),
+    "plain-keras-on-h5-file": lambda folder: keras.models.load_model(folder / H5),
+}
+
+
+@pytest.mark.parametrize("how", LOADERS)
+def test_loaded_model_predicts_identically(saved, probe_images, how):
+    model, folder = saved
+    loaded = LOADERS[how](folder)
+    assert loaded.count_params() == model.count_params()
+    assert np.array_equal(_forward(loaded, probe_images), _forward(model, probe_images))
+
+
+def test_folder_with_only_the_h5_file_loads_it(saved, probe_images, tmp_path):
+    model, folder = saved
+    shutil.copy(folder / H5, tmp_path / H5)
+    loaded = load_model(tmp_path)
+    assert np.array_equal(_forward(loaded, probe_images), _forward(model, probe_images))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[keras.Model, Path]:
+    """(model, folder): the seed model compiled with Adam, one step taken, then saved."""
+    model = build_model("seed")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
+    x = _random_images(8, seed=2, fill="random")
+    model.fit(x, np.eye(10, dtype=np.float32)[np.arange(8)], epochs=1, verbose=0)
+    folder = tmp_path_factory.mktemp("trained")
+    save_model(model, folder)
+    return model, folder
+
+
+def test_save_model_leaves_the_model_compile_config_whole(trained):
+    model, _ = trained
+    assert "optimizer" in model.get_compile_config()  # Keras' .h5 writer used to pop it
+
+
+@pytest.mark.parametrize("name", [KERAS, H5])
+def test_saved_files_keep_the_optimizer(trained, name):
+    model, folder = trained
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Skipping variable loading")
+        loaded = load_model(folder / name)
+    assert type(loaded.optimizer) is keras.optimizers.Adam
+    assert float(loaded.optimizer.learning_rate) == pytest.approx(1e-3)
+    if name == KERAS:  # the native format also holds Adam's step count and moments
+        saved_state = [keras.ops.convert_to_numpy(v) for v in loaded.optimizer.variables]
+        state = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
+        assert len(saved_state) == len(state)
+        assert all(np.array_equal(a, b) for a, b in zip(saved_state, state, strict=True))
+
+
+def _write(name: str, content: bytes | None):
+    def make(tmp: Path) -> Path:
+        path = tmp / name
+        if content is not None:
+            path.write_bytes(content)
+        return path
+
+    return make
+
+
+_RANDOM_BYTES = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+
+# (how the bad path is made, what the message says besides the path)
+BAD_MODEL_PATHS = {
+    "missing-file": (_write("missing.keras", None), "no such model file"),
+    "missing-folder": (_write("no_such_folder", None), "no such model file"),
+    "folder-without-models": (
+        lambda tmp: tmp,
+        "folder holds neither model.keras nor network_for_mnist.h5",
+    ),
+    "txt-file": (_write("model.txt", b"not a model\n"), "expected a .keras or .h5 file"),
+    "corrupt-keras": (_write("model.keras", _RANDOM_BYTES), "not a readable Keras model"),
+    "corrupt-h5": (_write("model.h5", _RANDOM_BYTES), "not a readable Keras model"),
+    "empty-keras": (_write("model.keras", b""), "not a readable Keras model"),
+    "text-as-keras-in-folder": (
+        lambda tmp: _write(KERAS, b"hello\n")(tmp).parent,
+        "not a readable Keras model",
+    ),
+}
+
+
+@pytest.mark.parametrize(("make", "message"), BAD_MODEL_PATHS.values(), ids=BAD_MODEL_PATHS)
+def test_load_model_errors_name_the_path(tmp_path, make, message):
+    path = make(tmp_path)
+    with pytest.raises(ValueError, match=re.escape(message)) as e:
+        load_model(path)
+    assert str(path) in str(e.value)

@@ -1,0 +1,266 @@
+"""Training: determinism (same seed -> same bits), resume, data split, schedule, augmentation.
+
+Runs are tiny (a few hundred images, 1-2 epochs) so this file stays fast; the full-size
+checks live in test_accuracy.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mnist_bench import TrainConfig, load_model, train, weights_digest
+from mnist_bench.training import (
+    CHECKPOINT_FILE,
+    epoch_dataset,
+    learning_rate,
+    random_affine,
+    split_data,
+)
+
+# The reference recipe exercises everything stateful: batch norm, dropout, augmentation,
+# the warm-up + cosine schedule. Validation on a small holdout keeps each epoch cheap.
+TINY = dict(epochs=2, train_subset=384, batch_size=128, validation="holdout", holdout_size=256)
+
+
+def tiny_config(**changes) -> TrainConfig:
+    return TrainConfig.recipe("reference", **{**TINY, **changes})
+
+
+@pytest.fixture(scope="module")
+def tiny_run(mnist):
+    """One uninterrupted tiny reference run, the yardstick for the determinism tests."""
+    return train(tiny_config(seed=0), mnist)
+
+
+# -- determinism --------------------------------------------------------------------------
+
+
+def test_same_seed_gives_identical_weights(tiny_run, mnist):
+    again = train(tiny_config(seed=0), mnist)
+    assert weights_digest(again.model) == weights_digest(tiny_run.model)
+    for w1, w2 in zip(again.model.weights, tiny_run.model.weights, strict=True):
+        np.testing.assert_array_equal(w1.numpy(), w2.numpy())
+    assert again.metrics["test_accuracy"] == tiny_run.metrics["test_accuracy"]
+    assert again.metrics["test_loss"] == tiny_run.metrics["test_loss"]
+
+
+def test_another_seed_gives_other_weights(tiny_run, mnist):
+    other = train(tiny_config(seed=1), mnist)
+    assert weights_digest(other.model) != weights_digest(tiny_run.model)
+
+
+def test_digest_sees_every_weight(tiny_run):
+    model = tiny_run.model
+    before = weights_digest(model)
+    moving_var = next(w for w in model.weights if "moving_variance" in w.path)
+    original = moving_var.numpy()
+    try:
+        bumped = original.copy()
+        bumped.flat[0] = np.nextafter(bumped.flat[0], np.float32(np.inf))  # one ulp
+        moving_var.assign(bumped)
+        assert weights_digest(model) != before
+    finally:
+        moving_var.assign(original)
+    assert weights_digest(model) == before
+
+
+class _Interrupt(Exception):
+    """Stands for a kill after the first epoch's checkpoint was written."""
+
+
+def test_resumed_run_equals_uninterrupted_run(tiny_run, mnist, tmp_path):
+    config = tiny_config(seed=0)
+
+    def stop_after_first_epoch(row):
+        if row["epoch"] == 1:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        train(config, mnist, tmp_path, progress=stop_after_first_epoch)
+    assert (tmp_path / CHECKPOINT_FILE).exists()
+    assert not (tmp_path / "metrics.json").exists()  # the run did not finish
+
+    epochs_run = []
+    resumed = train(config, mnist, tmp_path, progress=lambda row: epochs_run.append(row["epoch"]))
+    assert epochs_run == [2]  # only the missing epoch was trained
+    assert weights_digest(resumed.model) == weights_digest(tiny_run.model)
+    assert resumed.metrics["weights_digest"] == tiny_run.metrics["weights_digest"]
+    for row_resumed, row_straight in zip(resumed.history, tiny_run.history, strict=True):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
+            assert row_resumed[key] == row_straight[key], key
+
+
+def test_finished_run_is_not_retrained(mnist, tmp_path):
+    config = tiny_config(epochs=1)
+    first = train(config, mnist, tmp_path)
+    epochs_run = []
+    second = train(config, mnist, tmp_path, progress=lambda row: epochs_run.append(row))
+    assert epochs_run == []
+    assert second.metrics["weights_digest"] == first.metrics["weights_digest"]
+
+
+def test_folder_of_another_config_is_refused(mnist, tmp_path):
+    train(tiny_config(epochs=1), mnist, tmp_path)
+    with pytest.raises(ValueError, match=r"config\.json: this folder holds a run with a different"):
+        train(tiny_config(epochs=1, seed=5), mnist, tmp_path)
+
+
+def test_corrupt_checkpoint_is_reported(mnist, tmp_path):
+    config = tiny_config(epochs=1)
+    config.to_json(tmp_path / "config.json")
+    (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"checkpoint\.npz: unreadable or incompatible"):
+        train(config, mnist, tmp_path)
+
+
+# -- outputs ------------------------------------------------------------------------------
+
+
+def test_run_folder_holds_everything(mnist, tmp_path):
+    result = train(tiny_config(epochs=1, seed=3), mnist, tmp_path)
+    expected = {
+        "network_for_mnist.h5", "model.keras", "config.json", "history.json", "metrics.json",
+        "loss_curves.png", "confusion_matrix.png", "predictions.png", "misclassified.png",
+        CHECKPOINT_FILE,
+    }  # fmt: skip
+    assert expected <= {p.name for p in tmp_path.iterdir()}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
+    assert TrainConfig.from_json(tmp_path / "config.json") == result.config
+    metrics = result.metrics
+    assert metrics["final_epoch"] == 1
+    assert metrics["test_accuracy"] == result.report.accuracy
+    assert np.array_equal(np.array(metrics["test"]["confusion"]), result.report.confusion)
+    prov = metrics["provenance"]
+    for key in ("tensorflow", "keras", "numpy", "cpu", "machine_fingerprint", "git", "gpus"):
+        assert key in prov
+    assert len(metrics["epoch_seconds"]) == 1
+    for name in ("model.keras", "network_for_mnist.h5"):
+        assert weights_digest(load_model(tmp_path / name)) == metrics["weights_digest"]
+
+
+# -- data split ---------------------------------------------------------------------------
+
+
+def test_test_validation_uses_the_test_set(mnist):
+    split = split_data(TrainConfig(validation="test"), mnist)
+    assert split.x_train is mnist.x_train and split.x_val is mnist.x_test
+
+
+def test_holdout_is_the_last_training_images_and_disjoint(mnist):
+    split = split_data(TrainConfig(validation="holdout", holdout_size=10_000), mnist)
+    assert len(split.x_train) == 50_000 and len(split.x_val) == 10_000
+    np.testing.assert_array_equal(split.x_val, mnist.x_train[-10_000:])
+    np.testing.assert_array_equal(split.y_train, mnist.y_train[:50_000])
+
+
+def test_subset_larger_than_what_is_left_is_refused():
+    with pytest.raises(ValueError, match=r"train_subset must be in \[1, 40000\], got 50000"):
+        TrainConfig(validation="holdout", holdout_size=20_000, train_subset=50_000)
+
+
+# -- schedule -----------------------------------------------------------------------------
+
+
+def _lr_at(schedule, step: int) -> float:
+    return float(schedule(step)) if callable(schedule) else float(schedule)
+
+
+def test_constant_schedule_is_a_plain_float():
+    assert learning_rate(TrainConfig(lr_schedule="constant", learning_rate=1e-3), 100) == 1e-3
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_warmup_then_schedule(schedule):
+    config = TrainConfig(learning_rate=2e-3, lr_schedule=schedule, warmup_epochs=1.0, epochs=4)
+    lr = learning_rate(config, steps_per_epoch=100)
+    assert _lr_at(lr, 0) == 0.0
+    assert _lr_at(lr, 50) == pytest.approx(1e-3)
+    assert _lr_at(lr, 100) == pytest.approx(2e-3)
+    end = _lr_at(lr, 400)
+    assert end == pytest.approx(2e-3 if schedule == "constant" else 0.0, abs=1e-9)
+
+
+def test_cosine_halfway_is_half_the_peak():
+    lr = learning_rate(TrainConfig(learning_rate=1e-3, lr_schedule="cosine", epochs=2), 100)
+    assert _lr_at(lr, 100) == pytest.approx(0.5e-3)
+
+
+# -- data order and augmentation ----------------------------------------------------------
+
+
+def _batches(ds) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(x.numpy(), y.numpy()) for x, y in ds]
+
+
+@pytest.fixture(scope="module")
+def small_xy(mnist):
+    from mnist_bench import one_hot, preprocess_images
+
+    return preprocess_images(mnist.x_train[:300]), one_hot(mnist.y_train[:300])
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_epoch_dataset_is_a_pure_function_of_seed_and_epoch(small_xy, augment):
+    x, y = small_xy
+    config = TrainConfig(batch_size=64, augment=augment, seed=7)
+    first, again = (
+        _batches(epoch_dataset(x, y, config, 3)),
+        _batches(epoch_dataset(x, y, config, 3)),
+    )
+    for (x1, y1), (x2, y2) in zip(first, again, strict=True):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+    other_epoch = _batches(epoch_dataset(x, y, config, 4))
+    assert not np.array_equal(first[0][1], other_epoch[0][1])  # reshuffled each epoch
+
+
+def test_epoch_dataset_visits_every_image_once(small_xy):
+    x, y = small_xy
+    batches = _batches(epoch_dataset(x, y, TrainConfig(batch_size=64), 0))
+    assert [len(b[0]) for b in batches] == [64, 64, 64, 64, 44]
+    seen = np.concatenate([b[0] for b in batches]).reshape(300, -1)
+    assert sorted(map(bytes, seen)) == sorted(map(bytes, x.reshape(300, -1)))
+
+
+def test_zero_strength_augmentation_is_the_identity(small_xy):
+    x, _ = small_xy
+    config = TrainConfig(augment=True, rotation_deg=0.0, shift_px=0.0, zoom=0.0)
+    out = random_affine(tf.constant(x[:16]), tf.constant([1, 2], tf.int64), config).numpy()
+    np.testing.assert_array_equal(out, x[:16])
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_pure_shift_moves_the_centre_of_mass_by_the_drawn_offset(seed):
+    # A small square well inside the frame: shifting it loses no ink, so its centre of mass
+    # moves by exactly the offset drawn from the same stateless stream.
+    image = np.zeros((1, 28, 28, 1), np.float32)
+    image[0, 11:17, 12:16, 0] = 1.0
+    config = TrainConfig(augment=True, rotation_deg=0.0, zoom=0.0, shift_px=3.0)
+    key = tf.constant([seed, 0], tf.int64)
+    out = random_affine(tf.constant(image), key, config).numpy()[0, :, :, 0]
+    u = tf.random.stateless_uniform((1, 4), key, minval=-1.0, maxval=1.0).numpy()[0]
+    rows, cols = np.indices(out.shape)
+    assert out.sum() == pytest.approx(image.sum(), rel=1e-5)
+    assert (out * cols).sum() / out.sum() - 13.5 == pytest.approx(3.0 * u[2], abs=1e-4)
+    assert (out * rows).sum() / out.sum() - 13.5 == pytest.approx(3.0 * u[3], abs=1e-4)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_augmented_images_stay_images(small_xy, seed):
+    x, _ = small_xy
+    config = TrainConfig(augment=True)
+    out = random_affine(tf.constant(x[:32]), tf.constant([seed, 1], tf.int64), config).numpy()
+    assert out.shape == (32, 28, 28, 1) and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0 + 1e-6
+    # rotation <= 10 deg, zoom <= 10%, shift <= 2 px keep most of the ink inside the frame
+    ratio = out.sum(axis=(1, 2, 3)) / x[:32].sum(axis=(1, 2, 3))
+    assert np.all((ratio > 0.75) & (ratio < 1.3)), ratio
+    assert math.isfinite(float(out.sum()))
