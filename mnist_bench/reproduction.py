@@ -1,0 +1,486 @@
+"""Reproduce the published result: the reference recipe over several seeds, the seed notebook's
+model beside it, their ensemble, everything written into `results/`, and a checker for it.
+
+    data = load_mnist()
+    metrics = reproduce(seeds=5, data=data)  # hours on 2 CPU cores; kill and restart any time
+    assert check_results("results", data=data) == []
+    update_readme("README.md", metrics)      # the table between the results-table markers
+
+Every run trains into its own folder under `runs_dir` through `train`, which resumes an
+interrupted run and does not retrain a finished one, so `reproduce` can be stopped and started
+again at any point. `results/` gets only what a reader needs: metrics, histories, the published
+model and its plots; checkpoints stay in the run folders.
+
+The published model is the run of the FIRST seed in the list, fixed before training. Picking
+the best of N seeds on the test set would publish the maximum of N noisy draws as if it were
+typical; the spread over seeds is published instead (mean, sd, min, max).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._io import atomic_path, read_json, write_json
+from .config import TrainConfig
+from .evaluation import evaluate, predict
+from .models import H5_NAME, KERAS_NAME, load_model
+from .plots import plot_history, plot_report
+from .provenance import provenance
+from .training import CONFIG_FILE, METRICS_FILE, TrainResult, train, weights_digest
+
+if TYPE_CHECKING:
+    from .data import MnistData
+    from .evaluation import EvalReport
+
+# Time-to-accuracy marks on the 10k test set (DAWNBench's MNIST-style thresholds).
+TTA_THRESHOLDS = (0.990, 0.995, 0.997)
+# Issue 6's targets, all on final-epoch test accuracy.
+TARGETS = {"published": 0.997, "mean": 0.997, "ensemble": 0.9975}
+MIN_SEEDS_FOR_MEAN = 5  # the mean target counts only over at least this many seeds
+SELECTION = "first seed, fixed before training"
+HISTORY_DIR = "history"
+PLOT_FILES = ("confusion_matrix.png", "loss_curves.png", "predictions.png", "misclassified.png")
+README_BEGIN, README_END = "<!-- results-table -->", "<!-- /results-table -->"
+
+
+# -- private helpers ----------------------------------------------------------------------
+
+
+def _run_name(kind: str, seed: int) -> str:
+    return f"{kind}-seed{seed}"
+
+
+def _check_seeds(seeds: int | Sequence[int]) -> list[int]:
+    """`seeds` as a list: an int N means 0..N-1; a sequence must be non-empty and distinct."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int | Sequence):
+        raise ValueError(f"seeds must be a positive integer or a list of seeds, got {seeds!r}")
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {seeds}")
+        return list(range(seeds))
+    out = list(seeds)
+    if not out or len(set(out)) != len(out):
+        raise ValueError(f"seeds must be a non-empty list of distinct seeds, got {out}")
+    return out
+
+
+def _time_to_accuracy(history: list[dict], config: TrainConfig) -> dict[str, Any]:
+    """Cumulative epoch seconds (training + validation) until val accuracy first reaches each
+    mark of `TTA_THRESHOLDS`; None where never reached. Only meaningful when validation is the
+    test set: a holdout accuracy is not a test accuracy, so nothing is recorded then."""
+    keys = [f"{t:.3f}" for t in TTA_THRESHOLDS]
+    if config.validation != "test":
+        return {
+            "on": config.validation,
+            "seconds": None,
+            "epoch": None,
+            "why_null": f"validated on a {config.holdout_size}-image holdout of the training "
+            "set, not on the test set: no test accuracy was measured per epoch",
+        }
+    seconds = dict.fromkeys(keys)
+    epoch = dict.fromkeys(keys)
+    elapsed = 0.0
+    for row in history:
+        elapsed += row["seconds"]
+        for key, mark in zip(keys, TTA_THRESHOLDS, strict=True):
+            if seconds[key] is None and row["val_accuracy"] >= mark:
+                seconds[key], epoch[key] = elapsed, row["epoch"]
+    return {"on": "test", "seconds": seconds, "epoch": epoch, "why_null": None}
+
+
+def _run_entry(name: str, result: TrainResult) -> dict[str, Any]:
+    """One run's line in metrics.json: final epoch only, never the best epoch."""
+    m = result.metrics
+    return {
+        "run": name,
+        "seed": result.config.seed,
+        "config": result.config.to_dict(),
+        "epochs": len(result.history),
+        "train_accuracy": m["train_accuracy"],  # last epoch's mean, dropout/augmentation on
+        "train_loss": m["train_loss"],
+        "test_accuracy": m["test_accuracy"],
+        "test_loss": m["test_loss"],
+        "test_errors": m["test_errors"],
+        "weights_digest": m["weights_digest"],
+        "wall_seconds": sum(row["seconds"] for row in result.history),
+        "time_to_accuracy": _time_to_accuracy(result.history, result.config),
+        "provenance": m["provenance"],
+    }
+
+
+def _summary(accuracies: Sequence[float]) -> dict[str, Any]:
+    """Mean, sample sd (ddof=1; None for one run), min and max of final test accuracies."""
+    values = [float(a) for a in accuracies]
+    n = len(values)
+    mean = math.fsum(values) / n
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
+    return {"n": n, "mean": mean, "sd": sd, "min": min(values), "max": max(values)}
+
+
+def _ensemble(probabilities: list[np.ndarray], labels: np.ndarray) -> dict[str, Any]:
+    """Accuracy of the mean softmax output; probabilities: float32 (10000, 10) per model."""
+    mean = np.mean(np.stack(probabilities), axis=0, dtype=np.float64)  # (10000, 10)
+    predicted = mean.argmax(axis=1)
+    return {
+        "n_models": len(probabilities),
+        "test_accuracy": float(np.mean(predicted == labels)),
+        "test_errors": int(np.sum(predicted != labels)),
+    }
+
+
+def _targets(published: float, summary: dict, ensemble: float) -> dict[str, Any]:
+    mean_ok = summary["n"] >= MIN_SEEDS_FOR_MEAN and summary["mean"] >= TARGETS["mean"]
+    return {
+        "published": {
+            "target": TARGETS["published"],
+            "value": published,
+            "met": published >= TARGETS["published"],
+        },
+        "mean": {
+            "target": TARGETS["mean"],
+            "min_seeds": MIN_SEEDS_FOR_MEAN,
+            "n": summary["n"],
+            "value": summary["mean"],
+            "met": mean_ok,
+        },
+        "ensemble": {
+            "target": TARGETS["ensemble"],
+            "value": ensemble,
+            "met": ensemble >= TARGETS["ensemble"],
+        },
+    }
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    """Copy `src` to `dst` byte for byte; `dst` appears only once complete."""
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def _expected_files(metrics: dict) -> list[str]:
+    """Every file `reproduce` writes into out_dir, relative to it."""
+    histories = [f"{HISTORY_DIR}/{run['run']}.json" for run in metrics.get("runs", [])]
+    if "seed_model" in metrics:
+        histories.append(f"{HISTORY_DIR}/{metrics['seed_model']['run']}.json")
+    return [METRICS_FILE, H5_NAME, KERAS_NAME, CONFIG_FILE, *PLOT_FILES, *histories]
+
+
+def _publish(
+    run_dir: Path, out: Path, history: list[dict], data: MnistData
+) -> tuple[EvalReport, str]:
+    """Copy the published run's model and config into `out` (the bits unchanged), score the
+    COPY as a reader will load it, and draw its plots. Returns (EvalReport, weights digest)."""
+    for name in (H5_NAME, KERAS_NAME, CONFIG_FILE):
+        _copy_atomic(run_dir / name, out / name)
+    model = load_model(out / KERAS_NAME)
+    report = evaluate(model, data)
+    plot_history(history, out / "loss_curves.png")
+    plot_report(report, data.x_test, data.y_test, out)
+    return report, weights_digest(model)
+
+
+def _check_published_model(out: Path, name: str, published: dict, data: MnistData) -> list[str]:
+    """Load out/name with plain Keras; compare its accuracy and digest with metrics.json."""
+    import keras
+
+    path = out / name
+    if not path.is_file():
+        return []  # reported once, with the other missing files
+    try:
+        model = keras.models.load_model(path)
+    except Exception as exc:  # Keras raises many types for a bad file
+        return [f"{path}: not a loadable Keras model ({type(exc).__name__}: {exc})"]
+    problems = []
+    digest = weights_digest(model)
+    if digest != published.get("weights_digest"):
+        problems.append(
+            f"{path}: weights digest {digest} differs from {METRICS_FILE}'s "
+            f"published.weights_digest {published.get('weights_digest')}"
+        )
+    accuracy = evaluate(model, data).accuracy
+    if accuracy != published.get("test_accuracy"):
+        problems.append(
+            f"{path}: test accuracy {accuracy!r} differs from {METRICS_FILE}'s "
+            f"published.test_accuracy {published.get('test_accuracy')!r}"
+        )
+    return problems
+
+
+def _check_consistency(out: Path, metrics: dict) -> list[str]:
+    """Numbers in metrics.json that must follow from other numbers in it or from config.json."""
+    where, problems = out / METRICS_FILE, []
+    runs, published = metrics["runs"], metrics["published"]
+    recomputed = _summary([run["test_accuracy"] for run in runs])
+    if metrics["summary"] != recomputed:
+        problems.append(f"{where}: summary {metrics['summary']} != recomputed {recomputed}")
+    first = runs[0]
+    if (published["seed"], published["weights_digest"]) != (first["seed"], first["weights_digest"]):
+        problems.append(f"{where}: published is not the run of the first seed ({first['run']})")
+    targets = _targets(
+        published["test_accuracy"], recomputed, metrics["ensemble"]["test_accuracy"]
+    )
+    if metrics["targets"] != targets:
+        problems.append(f"{where}: targets {metrics['targets']} != recomputed {targets}")
+    config_path = out / CONFIG_FILE
+    if config_path.is_file() and read_json(config_path) != published["config"]:
+        problems.append(f"{config_path}: differs from {METRICS_FILE}'s published.config")
+    return problems
+
+
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.0f} s" if value < 600 else f"{value / 60:.1f} min"
+
+
+def _table_row(label: str, run: dict) -> str:
+    return (
+        f"| {label} | {_pct(run['test_accuracy'])} | {run['test_errors']} | "
+        f"{run['test_loss']:.4f} | {_pct(run['train_accuracy'])} | "
+        f"{_seconds(run['wall_seconds'])} |"
+    )
+
+
+def _tta_line(run: dict) -> str:
+    tta = run["time_to_accuracy"]
+    if tta["seconds"] is None:
+        return f"Time to accuracy of the published run: not measured ({tta['why_null']})."
+    parts = []
+    for key, seconds in tta["seconds"].items():
+        reached = "not reached" if seconds is None else f"{_seconds(seconds)} (epoch {tta['epoch'][key]})"
+        parts.append(f"{_pct(float(key), 1)}: {reached}")
+    return "Time to test accuracy of the published run (training + validation): " + "; ".join(
+        parts
+    ) + "."
+
+
+def _device_line(prov: dict) -> str:
+    cpu = prov["cpu"]
+    cpus = cpu.get("affinity_cpus") or cpu.get("logical_cpus")
+    gpus = ", ".join(prov.get("gpus") or []) or "no GPU"
+    git = prov.get("git") or {}
+    commit = git.get("commit", "")[:10] or "unknown"
+    dirty = " (uncommitted changes)" if git.get("dirty") else ""
+    return (
+        f"Trained on {cpu['model_name']} ({cpus} CPUs), {gpus}; TensorFlow {prov['tensorflow']}, "
+        f"Keras {prov['keras']}, Python {prov['python']}; commit {commit}{dirty}."
+    )
+
+
+# -- public functions ---------------------------------------------------------------------
+
+
+def reproduce(
+    *,
+    seeds: int | Sequence[int] = 5,
+    data: MnistData,
+    out_dir: str | Path = "results",
+    runs_dir: str | Path = "runs/reproduce",
+    config: TrainConfig | None = None,
+    seed_config: TrainConfig | None = None,
+    progress: Callable[[str, dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Train the reference recipe for each seed and the seed notebook's model, then publish.
+
+    Each run trains into ``runs_dir/reference-seed{s}`` (and ``runs_dir/seed-seed0``) with
+    `train`: a finished run is not retrained, an interrupted one resumes from its checkpoint.
+    The published model is the run of the first seed in `seeds`, fixed before training (never
+    the best seed picked on the test set).
+
+    Parameters
+    ----------
+    seeds : int or sequence of int, default=5
+        An int N means seeds 0..N-1; a sequence gives the seeds, distinct, first = published.
+    data : MnistData
+        The dataset; every score is on its 10,000 test images.
+    out_dir : str or Path, default="results"
+        Receives ``metrics.json``, ``history/<run>.json`` for every run, the published model
+        (``network_for_mnist.h5``, ``model.keras``, byte copies of the run's files), its
+        ``config.json`` and ``confusion_matrix.png``, ``loss_curves.png``,
+        ``predictions.png``, ``misclassified.png``. Each file is written atomically;
+        ``metrics.json`` last. No checkpoints.
+    runs_dir : str or Path, default="runs/reproduce"
+        Holds one training folder per run (with its checkpoint, for resuming).
+    config : TrainConfig, optional
+        The reference recipe; default ``TrainConfig.recipe("reference")``. Its seed is
+        replaced by each of `seeds`.
+    seed_config : TrainConfig, optional
+        The seed notebook's recipe, trained faithfully with seed 0; default
+        ``TrainConfig.recipe("seed")``.
+    progress : callable, optional
+        ``progress(run_name, row)`` after each trained epoch (`train`'s history row).
+
+    Returns
+    -------
+    dict
+        What ``metrics.json`` holds: ``published``, ``runs``, ``summary``, ``ensemble``,
+        ``seed_model``, ``targets``, ``provenance`` (see the README for each field).
+    """
+    seed_list = _check_seeds(seeds)
+    config = config if config is not None else TrainConfig.recipe("reference")
+    seed_config = seed_config if seed_config is not None else TrainConfig.recipe("seed")
+    out, runs = Path(out_dir), Path(runs_dir)
+
+    def run(kind: str, cfg: TrainConfig) -> TrainResult:
+        name = _run_name(kind, cfg.seed)
+        on_epoch = None if progress is None else (lambda row: progress(name, row))
+        result = train(cfg, data, runs / name, progress=on_epoch)
+        write_json(out / HISTORY_DIR / f"{name}.json", result.history)
+        return result
+
+    entries, probabilities, first_history = [], [], None
+    for seed in seed_list:
+        result = run("reference", config.replace(seed=seed))
+        entries.append(_run_entry(_run_name("reference", seed), result))
+        probabilities.append(predict(result.model, data.x_test)[1])
+        if first_history is None:
+            first_history = result.history
+        del result  # one model in memory at a time
+    seed_result = run("seed", seed_config.replace(seed=0))
+    seed_entry = _run_entry(_run_name("seed", 0), seed_result)
+    del seed_result
+
+    first = entries[0]
+    report, digest = _publish(runs / first["run"], out, first_history, data)
+    if digest != first["weights_digest"]:
+        raise ValueError(
+            f"{runs / first['run'] / KERAS_NAME}: weights digest {digest} differs from the "
+            f"run's {METRICS_FILE} ({first['weights_digest']}); the run folder is inconsistent"
+        )
+    published = {
+        "run": first["run"],
+        "seed": first["seed"],
+        "config": first["config"],
+        "test_accuracy": report.accuracy,
+        "test_loss": report.loss,
+        "test_errors": report.n_errors,
+        "weights_digest": digest,
+        "machine_fingerprint": first["provenance"]["machine_fingerprint"],
+        "train_accuracy": first["train_accuracy"],
+        "train_loss": first["train_loss"],
+        "wall_seconds": first["wall_seconds"],
+        "selection": SELECTION,
+    }
+    summary = _summary([e["test_accuracy"] for e in entries])
+    ensemble = {**_ensemble(probabilities, data.y_test), "seeds": seed_list}
+    metrics = {
+        "published": published,
+        "runs": entries,
+        "summary": summary,
+        "ensemble": ensemble,
+        "seed_model": seed_entry,
+        "targets": _targets(report.accuracy, summary, ensemble["test_accuracy"]),
+        "provenance": provenance(),
+    }
+    write_json(out / METRICS_FILE, metrics)  # last: its presence marks complete results
+    return read_json(out / METRICS_FILE)  # exactly what the file holds
+
+
+def check_results(out_dir: str | Path = "results", *, data: MnistData) -> list[str]:
+    """Verify a results folder written by `reproduce` against the data, without retraining.
+
+    Loads ``model.keras`` and ``network_for_mnist.h5`` with plain `keras.models.load_model`,
+    evaluates each on the test set and compares its accuracy EXACTLY, and its weights digest,
+    with ``metrics.json``'s ``published`` entry; recomputes the summary and the targets from
+    the per-run numbers; checks ``config.json`` and that every file `reproduce` writes exists.
+    (The ensemble accuracy is not rechecked: it needs every run's model, kept in runs_dir.)
+
+    Parameters
+    ----------
+    out_dir : str or Path, default="results"
+        The folder `reproduce` wrote.
+    data : MnistData
+        The dataset; its 10,000 test images are evaluated.
+
+    Returns
+    -------
+    list of str
+        Human-readable problems, each naming the file concerned; empty when all is well.
+    """
+    out = Path(out_dir)
+    try:
+        metrics = read_json(out / METRICS_FILE)
+        published = metrics["published"]
+        problems = _check_consistency(out, metrics)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        return [detail if str(out) in detail else f"{out / METRICS_FILE}: {detail}"]
+    problems += [f"{out / name}: missing" for name in _expected_files(metrics)
+                 if not (out / name).is_file()]  # fmt: skip
+    for name in (KERAS_NAME, H5_NAME):
+        problems += _check_published_model(out, name, published, data)
+    return problems
+
+
+def results_table(metrics: dict) -> str:
+    """A Markdown summary of ``metrics.json``: the published model, every seed, mean ± sd,
+    min, max, the ensemble and the seed notebook's model; the targets; the published run's
+    time to accuracy; the device and versions it was trained with."""
+    runs, summary, ens = metrics["runs"], metrics["summary"], metrics["ensemble"]
+    pub, seed_model = metrics["published"], metrics["seed_model"]
+    sd = "n/a (1 run)" if summary["sd"] is None else _pct(summary["sd"], 3)
+    lines = [
+        "| model | test accuracy | test errors | test loss | train accuracy | wall time |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        _table_row(f"**published**: reference, seed {pub['seed']} ({pub['selection']})", pub),
+        *(_table_row(f"reference, seed {run['seed']}", run) for run in runs),
+        f"| reference, mean ± sd over {summary['n']} seeds | {_pct(summary['mean'], 3)} ± {sd} "
+        "| | | | |",
+        f"| reference, min / max | {_pct(summary['min'])} / {_pct(summary['max'])} | | | | |",
+        f"| ensemble of {ens['n_models']} (mean softmax) | {_pct(ens['test_accuracy'])} | "
+        f"{ens['test_errors']} | | | |",
+        _table_row(f"seed notebook's model, seed {seed_model['seed']}", seed_model),
+        "",
+        "| target (final epoch, 10k test set) | goal | measured | met |",
+        "| --- | ---: | ---: | --- |",
+    ]
+    labels = {
+        "published": "published model",
+        "mean": f"mean over >= {MIN_SEEDS_FOR_MEAN} seeds",
+        "ensemble": "ensemble",
+    }
+    for key, target in metrics["targets"].items():
+        digits = 3 if key == "mean" else 2
+        measured = _pct(target["value"], digits) + (f" (n = {target['n']})" if "n" in target else "")
+        met = "yes" if target["met"] else "**no**"
+        lines.append(f"| {labels[key]} | >= {_pct(target['target'])} | {measured} | {met} |")
+    lines += ["", _tta_line(runs[0]), _device_line(runs[0]["provenance"])]
+    return "\n".join(lines)
+
+
+def update_readme(readme_path: str | Path, metrics: dict) -> bool:
+    """Replace the text between ``<!-- results-table -->`` and ``<!-- /results-table -->`` in
+    `readme_path` with `results_table(metrics)`; the rest of the file is left as it is.
+
+    Returns whether the file changed. Raises ``ValueError`` naming the file when it cannot be
+    read or does not hold exactly one pair of markers, in that order.
+    """
+    path = Path(readme_path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror}") from exc
+    pattern = re.compile(re.escape(README_BEGIN) + r".*?" + re.escape(README_END), re.DOTALL)
+    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1 or not pattern.search(text):
+        raise ValueError(
+            f"{path}: needs exactly one {README_BEGIN} line followed by one {README_END} line "
+            "to place the results table between"
+        )
+    block = f"{README_BEGIN}\n{results_table(metrics)}\n{README_END}"
+    new = pattern.sub(lambda _: block, text)
+    if new == text:
+        return False
+    with atomic_path(path) as tmp:
+        tmp.write_text(new)
+    return True
