@@ -345,12 +345,193 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_predict)
 
 
+# -- reproduce ----------------------------------------------------------------------------
+
+
+def _print_reproduce_summary(metrics: dict[str, Any]) -> None:
+    print(f"{'run':<18}  {'test_acc':>8}  {'errors':>6}  {'test_loss':>9}  {'wall_s':>8}  digest")
+    for run in [*metrics["runs"], metrics["seed_model"]]:
+        if run is None:  # the seed notebook's model is not recorded yet
+            continue
+        print(
+            f"{run['run']:<18}  {run['test_accuracy']:>8.4f}  {run['test_errors']:>6d}  "
+            f"{run['test_loss']:>9.4f}  {run['wall_seconds']:>8.1f}  {run['weights_digest'][:16]}"
+        )
+    if metrics.get("pending"):
+        print(f"partial results: still to train and record: {', '.join(metrics['pending'])}")
+    s, ens, pub = metrics["summary"], metrics["ensemble"], metrics["published"]
+    sd = "n/a" if s["sd"] is None else f"{s['sd']:.3%}"
+    print(
+        f"reference over {s['n']} seeds: mean {s['mean']:.3%} ± {sd}, "
+        f"min {s['min']:.2%}, max {s['max']:.2%}"
+    )
+    print(
+        f"ensemble of {ens['n_models']}: {ens['test_accuracy']:.2%} ({ens['test_errors']} errors)"
+    )
+    print(
+        f"published: {pub['run']} ({pub['selection']}): test accuracy {pub['test_accuracy']:.2%}, "
+        f"weights digest {pub['weights_digest']}"
+    )
+    for name in ("published", "mean", "ensemble"):
+        target = metrics["targets"][name]
+        verdict = "met" if target["met"] else "NOT met"
+        if "min_seeds" in target and target["n"] < target["min_seeds"]:
+            verdict += f" (needs >= {target['min_seeds']} seeds)"
+        print(f"target {name} >= {target['target']:.2%}: {verdict} ({target['value']:.3%})")
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    _start_tensorflow()  # before importing .reproduction, which imports TensorFlow
+    from ._io import read_json
+    from .reproduction import METRICS_FILE, check_readme, check_results, reproduce, update_readme
+
+    out = Path(args.out)
+    if args.readme:
+        check_readme(args.readme)  # a README without markers fails now, not after training
+    if not args.check:
+        if args.seeds < 1:
+            raise CliError(f"--seeds must be >= 1, got {args.seeds}")
+        smoke = {"epochs": args.epochs, "train_subset": args.train_subset}
+        smoke = {field: value for field, value in smoke.items() if value is not None}
+        config = TrainConfig.recipe("reference", **smoke)
+        seed_config = TrainConfig.recipe("seed", **smoke)
+        print("reference config:", json.dumps(config.to_dict(), sort_keys=True), flush=True)
+        print("seed config:", json.dumps(seed_config.to_dict(), sort_keys=True), flush=True)
+    data = _load_data(args.data)
+    if args.check:
+        problems = check_results(out, data=data)
+        for problem in problems:
+            print(problem)
+        if problems:
+            _err(f"{len(problems)} problem(s) found in {out}/")
+            return EXIT_CHECK_FAILED
+        print("results verified")
+        metrics = read_json(out / METRICS_FILE) if args.readme else None
+    else:
+        print(
+            f"reference seeds 0..{args.seeds - 1} (published: seed 0, fixed before training) "
+            f"and the seed model, seed 0: runs in {args.runs_dir}/, results into {out}/",
+            flush=True,
+        )
+        current: list[str] = []
+
+        def progress(run: str, row: dict[str, float]) -> None:
+            if current[-1:] != [run]:
+                current.append(run)
+                print(f"{run}:", flush=True)
+                print(_EPOCH_HEADER, flush=True)
+            _print_epoch(row)
+
+        metrics = reproduce(
+            seeds=args.seeds,
+            data=data,
+            out_dir=out,
+            runs_dir=args.runs_dir,
+            config=config,
+            seed_config=seed_config,
+            progress=progress,
+        )
+        _print_reproduce_summary(metrics)
+        print(f"wrote {out}/")
+    if args.readme:
+        changed = update_readme(args.readme, metrics)
+        print(f"results table in {args.readme} {'updated' if changed else 'already up to date'}")
+    return EXIT_OK
+
+
+def _add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reproduce",
+        help="train the published runs (several seeds) and write results/; or --check them",
+        description="Train the reference recipe for each seed and the seed notebook's model "
+        "(seed 0), each in its own folder under --runs-dir (resumable: kill and restart at "
+        "any time), then write metrics, histories, the published model (the first seed, fixed "
+        "before training) and its plots into --out. --check verifies --out without training.",
+    )
+    p.add_argument("--seeds", type=int, default=5, help="reference seeds 0..N-1 (default: 5)")
+    p.add_argument("--out", default="results", help="results folder (default: results)")
+    p.add_argument(
+        "--runs-dir", default="runs/reproduce", help="training folders (default: runs/reproduce)"
+    )
+    p.add_argument("--data", default=None, help=f"MNIST folder (default: ${DATA_ENV}, then cache)")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="no training: verify --out against the data; exit 1 on any problem (default: off)",
+    )
+    p.add_argument(
+        "--readme",
+        default=None,
+        help="regenerate the results table between the markers in this file from "
+        "--out/metrics.json; with --check, only once verified (default: none)",
+    )
+    p.add_argument("--epochs", type=int, default=None, help="smoke runs only: epochs (default: 30)")
+    p.add_argument(
+        "--train-subset",
+        type=int,
+        default=None,
+        help="smoke runs only: train on the first N images (default: all)",
+    )
+    p.set_defaults(func=_cmd_reproduce)
+
+
+# -- bench --------------------------------------------------------------------------------
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    _start_tensorflow()
+    from . import bench
+
+    def show(kind: str, record: dict[str, Any]) -> None:  # a live table, one row per result
+        if kind == "peak":
+            print(f"device: {record['device']}")
+            print(bench.format_peak(record))
+            print(bench.TABLE_HEADER, flush=True)
+        else:
+            print(bench.format_row(record), flush=True)
+
+    data_dir = _data_dir_from_env(args.data)
+    result = bench.run_benchmarks(data_dir=data_dir, quick=args.quick, progress=show)
+    print(bench.format_ratios(result))
+    if not args.no_write:
+        print(f"wrote {bench.write_benchmarks(result, args.out)}")
+    return EXIT_OK
+
+
+def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="measure training/inference throughput against this machine's matmul peak",
+        description="Calibrate the dense float32 peak, then time training (plain model.fit and "
+        "the package's pipeline), batched and single-image inference (model.predict and "
+        "mnist_bench.predict), preprocessing and loading. Prints the device and peak, a table "
+        "(images/s, GFLOP/s, fraction of peak, FLOPs/image) and the speed-ups over plain Keras, "
+        "then writes <out>/<device>.json. Never asserts a time. A few minutes on 2 CPU cores.",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="every item tiny: a smoke run, figures are no results; written as "
+        "<device>-quick.json (default: off)",
+    )
+    p.add_argument(
+        "--out", default="results/benchmarks", help="folder (default: results/benchmarks)"
+    )
+    p.add_argument("--data", default=None, help=f"MNIST folder (default: ${DATA_ENV}, then cache)")
+    p.add_argument(
+        "--no-write", action="store_true", help="print only, write no JSON (default: write)"
+    )
+    p.set_defaults(func=_cmd_bench)
+
+
 # -- parser and entry point ---------------------------------------------------------------
 
 _PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_data_parser,
     _add_train_parser,
     _add_eval_parsers,
+    _add_reproduce_parser,
+    _add_bench_parser,
 ]
 
 

@@ -7,9 +7,12 @@ model beside it, their ensemble, everything written into `results/`, and a check
     update_readme("README.md", metrics)      # the table between the results-table markers
 
 Every run trains into its own folder under `runs_dir` through `train`, which resumes an
-interrupted run and does not retrain a finished one, so `reproduce` can be stopped and started
-again at any point. `results/` gets only what a reader needs: metrics, histories, the published
-model and its plots; checkpoints stay in the run folders.
+interrupted run. As soon as a run finishes it is recorded in `results/` (its metrics entry,
+history and test-set softmax; for the first seed also the model and plots) and metrics.json is
+rewritten with what is recorded so far (``complete`` false and the ``pending`` runs until all
+are in). A recorded run is never retrained, so a reproduction spread over several sessions
+(whose run folders are gone) resumes from what was committed. `results/` gets only what a
+reader needs: no checkpoints, no per-epoch models.
 
 The published model is the run of the FIRST seed in the list, fixed before training. Picking
 the best of N seeds on the test set would publish the maximum of N noisy draws as if it were
@@ -19,7 +22,6 @@ typical; the spread over seeds is published instead (mean, sd, min, max).
 from __future__ import annotations
 
 import math
-import re
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,13 +41,15 @@ if TYPE_CHECKING:
     from .data import MnistData
     from .evaluation import EvalReport
 
-# Time-to-accuracy marks on the 10k test set (DAWNBench's MNIST-style thresholds).
+# Time-to-accuracy marks on the test set, DAWNBench-style (time until a fixed accuracy).
 TTA_THRESHOLDS = (0.990, 0.995, 0.997)
 # Issue 6's targets, all on final-epoch test accuracy.
 TARGETS = {"published": 0.997, "mean": 0.997, "ensemble": 0.9975}
 MIN_SEEDS_FOR_MEAN = 5  # the mean target counts only over at least this many seeds
 SELECTION = "first seed, fixed before training"
-HISTORY_DIR = "history"
+HISTORY_DIR = "history"  # per-run history.json
+RUNS_DIR = "runs"  # per-run entry of metrics.json, written as soon as the run finishes
+PROBS_DIR = "probabilities"  # per-run test-set softmax (10000, 10) float32, for the ensemble
 PLOT_FILES = ("confusion_matrix.png", "loss_curves.png", "predictions.png", "misclassified.png")
 README_BEGIN, README_END = "<!-- results-table -->", "<!-- /results-table -->"
 
@@ -166,24 +170,30 @@ def _copy_atomic(src: Path, dst: Path) -> None:
 
 def _expected_files(metrics: dict) -> list[str]:
     """Every file `reproduce` writes into out_dir, relative to it."""
-    histories = [f"{HISTORY_DIR}/{run['run']}.json" for run in metrics.get("runs", [])]
-    if "seed_model" in metrics:
-        histories.append(f"{HISTORY_DIR}/{metrics['seed_model']['run']}.json")
-    return [METRICS_FILE, H5_NAME, KERAS_NAME, CONFIG_FILE, *PLOT_FILES, *histories]
+    names = [run["run"] for run in metrics.get("runs", [])]
+    if metrics.get("seed_model"):
+        names.append(metrics["seed_model"]["run"])
+    kinds = ((HISTORY_DIR, "json"), (RUNS_DIR, "json"), (PROBS_DIR, "npy"))
+    per_run = [f"{folder}/{n}.{ext}" for n in names for folder, ext in kinds]
+    return [METRICS_FILE, H5_NAME, KERAS_NAME, CONFIG_FILE, *PLOT_FILES, *per_run]
 
 
 def _publish(
-    run_dir: Path, out: Path, history: list[dict], data: MnistData
-) -> tuple[EvalReport, str]:
-    """Copy the published run's model and config into `out` (the bits unchanged), score the
-    COPY as a reader will load it, and draw its plots. Returns (EvalReport, weights digest)."""
+    run_dir: Path, out: Path, history: list[dict], report: EvalReport, digest: str, data: MnistData
+) -> None:
+    """Copy the published run's model and config into `out`, byte for byte, and draw its plots
+    from `report`. First checks that the run's model file holds the weights its metrics.json
+    describes (`digest`), so an inconsistent run folder never reaches `out`."""
+    found = weights_digest(load_model(run_dir / KERAS_NAME))
+    if found != digest:
+        raise ValueError(
+            f"{run_dir / KERAS_NAME}: weights digest {found} differs from the run's "
+            f"{METRICS_FILE} ({digest}); the run folder is inconsistent"
+        )
     for name in (H5_NAME, KERAS_NAME, CONFIG_FILE):
         _copy_atomic(run_dir / name, out / name)
-    model = load_model(out / KERAS_NAME)
-    report = evaluate(model, data)
     plot_history(history, out / "loss_curves.png")
     plot_report(report, data.x_test, data.y_test, out)
-    return report, weights_digest(model)
 
 
 def _check_published_model(out: Path, name: str, published: dict, data: MnistData) -> list[str]:
@@ -213,7 +223,7 @@ def _check_published_model(out: Path, name: str, published: dict, data: MnistDat
     return problems
 
 
-def _check_consistency(out: Path, metrics: dict) -> list[str]:
+def _check_consistency(out: Path, metrics: dict, labels: np.ndarray) -> list[str]:
     """Numbers in metrics.json that must follow from other numbers in it or from config.json."""
     where, problems = out / METRICS_FILE, []
     runs, published = metrics["runs"], metrics["published"]
@@ -223,9 +233,15 @@ def _check_consistency(out: Path, metrics: dict) -> list[str]:
     first = runs[0]
     if (published["seed"], published["weights_digest"]) != (first["seed"], first["weights_digest"]):
         problems.append(f"{where}: published is not the run of the first seed ({first['run']})")
-    targets = _targets(
-        published["test_accuracy"], recomputed, metrics["ensemble"]["test_accuracy"]
-    )
+    probs = [out / PROBS_DIR / f"{run['run']}.npy" for run in runs]
+    if all(p.is_file() for p in probs):
+        ensemble = _ensemble([np.load(p) for p in probs], labels)
+        if ensemble["test_accuracy"] != metrics["ensemble"]["test_accuracy"]:
+            problems.append(
+                f"{where}: ensemble accuracy {metrics['ensemble']['test_accuracy']} != "
+                f"{ensemble['test_accuracy']} recomputed from {out / PROBS_DIR}/"
+            )
+    targets = _targets(published["test_accuracy"], recomputed, metrics["ensemble"]["test_accuracy"])
     if metrics["targets"] != targets:
         problems.append(f"{where}: targets {metrics['targets']} != recomputed {targets}")
     config_path = out / CONFIG_FILE
@@ -258,11 +274,11 @@ def _tta_line(run: dict) -> str:
         return f"Time to accuracy of the published run: not measured ({tta['why_null']})."
     parts = []
     for key, seconds in tta["seconds"].items():
-        reached = "not reached" if seconds is None else f"{_seconds(seconds)} (epoch {tta['epoch'][key]})"
+        epoch = tta["epoch"][key]
+        reached = "not reached" if seconds is None else f"{_seconds(seconds)} (epoch {epoch})"
         parts.append(f"{_pct(float(key), 1)}: {reached}")
-    return "Time to test accuracy of the published run (training + validation): " + "; ".join(
-        parts
-    ) + "."
+    lead = "Time to test accuracy of the published run (cumulative training + validation time)"
+    return f"{lead}: {'; '.join(parts)}."
 
 
 def _device_line(prov: dict) -> str:
@@ -294,7 +310,9 @@ def reproduce(
     """Train the reference recipe for each seed and the seed notebook's model, then publish.
 
     Each run trains into ``runs_dir/reference-seed{s}`` (and ``runs_dir/seed-seed0``) with
-    `train`: a finished run is not retrained, an interrupted one resumes from its checkpoint.
+    `train`, which resumes an interrupted run from its checkpoint; a run already recorded in
+    ``out_dir/runs/`` is not retrained. Order: the first seed, the seed notebook's model, the
+    other seeds; after each, ``metrics.json`` is rewritten with every run recorded so far.
     The published model is the run of the first seed in `seeds`, fixed before training (never
     the best seed picked on the test set).
 
@@ -305,11 +323,12 @@ def reproduce(
     data : MnistData
         The dataset; every score is on its 10,000 test images.
     out_dir : str or Path, default="results"
-        Receives ``metrics.json``, ``history/<run>.json`` for every run, the published model
+        Receives ``metrics.json``, ``runs/<run>.json`` (its entry), ``history/<run>.json``
+        and ``probabilities/<run>.npy`` (test-set softmax) for every run, the published model
         (``network_for_mnist.h5``, ``model.keras``, byte copies of the run's files), its
         ``config.json`` and ``confusion_matrix.png``, ``loss_curves.png``,
-        ``predictions.png``, ``misclassified.png``. Each file is written atomically;
-        ``metrics.json`` last. No checkpoints.
+        ``predictions.png``, ``misclassified.png``. Each file is written atomically. No
+        checkpoints.
     runs_dir : str or Path, default="runs/reproduce"
         Holds one training folder per run (with its checkpoint, for resuming).
     config : TrainConfig, optional
@@ -324,66 +343,117 @@ def reproduce(
     Returns
     -------
     dict
-        What ``metrics.json`` holds: ``published``, ``runs``, ``summary``, ``ensemble``,
-        ``seed_model``, ``targets``, ``provenance`` (see the README for each field).
+        What ``metrics.json`` holds (accuracies are fractions in [0, 1], final epoch only):
+
+        - ``complete``: whether every planned run is recorded; ``pending``: those that are not;
+        - ``published``: the first seed's run: ``run``, ``seed``, ``config``,
+          ``test_accuracy``, ``test_loss``, ``test_errors``, ``weights_digest``,
+          ``machine_fingerprint`` (where it was trained: digests compare only there),
+          ``train_accuracy``, ``train_loss``, ``wall_seconds``, ``selection``;
+        - ``runs``: per reference seed, in order: ``run``, ``seed``, ``config``, ``epochs``,
+          ``train_accuracy``/``train_loss`` (last epoch's mean, dropout and augmentation
+          on), ``test_accuracy``, ``test_loss``, ``test_errors``, ``weights_digest``,
+          ``wall_seconds`` (sum of epoch seconds), ``time_to_accuracy`` (``on``, then
+          ``seconds`` and ``epoch`` per mark "0.990", "0.995", "0.997", None if never
+          reached; both None, with ``why_null``, when validation was not the test set),
+          ``provenance`` (the run's own);
+        - ``summary``: ``n``, ``mean``, ``sd`` (ddof=1, None for n=1), ``min``, ``max``;
+        - ``ensemble``: ``n_models``, ``seeds``, ``test_accuracy``, ``test_errors``;
+        - ``seed_model``: the seed notebook's run, fields as in ``runs``;
+        - ``targets``: ``published``, ``mean`` (also ``min_seeds``, ``n``), ``ensemble``,
+          each ``target``, ``value`` and ``met``;
+        - ``provenance``: of this call.
     """
     seed_list = _check_seeds(seeds)
     config = config if config is not None else TrainConfig.recipe("reference")
     seed_config = seed_config if seed_config is not None else TrainConfig.recipe("seed")
     out, runs = Path(out_dir), Path(runs_dir)
-
-    def run(kind: str, cfg: TrainConfig) -> TrainResult:
-        name = _run_name(kind, cfg.seed)
-        on_epoch = None if progress is None else (lambda row: progress(name, row))
+    reference = [config.replace(seed=s) for s in seed_list]
+    # Order: the published seed first, then the seed notebook's model (cheap, and the
+    # comparison readers look for), then the other seeds.
+    plan = [reference[0], seed_config.replace(seed=0), *reference[1:]]
+    for cfg in plan:
+        name = _run_name(cfg.model, cfg.seed)
+        if (out / RUNS_DIR / f"{name}.json").exists():
+            continue  # recorded in results/ by an earlier call, perhaps in another session
+        on_epoch = None if progress is None else (lambda row, n=name: progress(n, row))
         result = train(cfg, data, runs / name, progress=on_epoch)
-        write_json(out / HISTORY_DIR / f"{name}.json", result.history)
-        return result
-
-    entries, probabilities, first_history = [], [], None
-    for seed in seed_list:
-        result = run("reference", config.replace(seed=seed))
-        entries.append(_run_entry(_run_name("reference", seed), result))
-        probabilities.append(predict(result.model, data.x_test)[1])
-        if first_history is None:
-            first_history = result.history
+        _record_run(out, name, result, data, publish=cfg is reference[0])
         del result  # one model in memory at a time
-    seed_result = run("seed", seed_config.replace(seed=0))
-    seed_entry = _run_entry(_run_name("seed", 0), seed_result)
-    del seed_result
+        _write_metrics(out, seed_list, plan, data)
+    return _write_metrics(out, seed_list, plan, data)
 
+
+def _record_run(
+    out: Path, name: str, result: TrainResult, data: MnistData, *, publish: bool
+) -> None:
+    """Write one finished run into results/ at once: its entry, history and test-set softmax
+    (for the ensemble); for the published run also the model files and plots. Results thus
+    accumulate across sessions: a run recorded here is never retrained."""
+    if publish:
+        # `train` evaluated the final weights in this process, even for a finished run it
+        # only reloaded: the published scores are what this machine measures.
+        _publish(_run_dir(result), out, result.history, result.report,
+                 result.metrics["weights_digest"], data)  # fmt: skip
+    probabilities = predict(result.model, data.x_test)[1]  # (10000, 10) float32
+    with atomic_path(out / PROBS_DIR / f"{name}.npy") as tmp:
+        np.save(tmp, probabilities)
+    write_json(out / HISTORY_DIR / f"{name}.json", result.history)
+    entry = _run_entry(name, result)
+    if publish:
+        entry["published_scores"] = {
+            "test_accuracy": result.report.accuracy,
+            "test_loss": result.report.loss,
+            "test_errors": result.report.n_errors,
+        }
+    write_json(out / RUNS_DIR / f"{name}.json", entry)  # last: marks the run as recorded
+
+
+def _run_dir(result: TrainResult) -> Path:
+    if result.out_dir is None:
+        raise ValueError("a published run needs its run folder")
+    return result.out_dir
+
+
+def _write_metrics(out: Path, seeds: list[int], plan: list[TrainConfig], data: MnistData) -> dict:
+    """Aggregate every recorded run into metrics.json; `complete` once all planned runs are."""
+    names = [_run_name(cfg.model, cfg.seed) for cfg in plan]
+    recorded = {n: read_json(out / RUNS_DIR / f"{n}.json") for n in names
+                if (out / RUNS_DIR / f"{n}.json").exists()}  # fmt: skip
+    reference_names = [_run_name(plan[0].model, s) for s in seeds]
+    if reference_names[0] not in recorded:
+        return {}
+    scores = recorded[reference_names[0]].pop("published_scores")  # only in runs/<first>.json
+    entries = [recorded[n] for n in reference_names if n in recorded]
     first = entries[0]
-    report, digest = _publish(runs / first["run"], out, first_history, data)
-    if digest != first["weights_digest"]:
-        raise ValueError(
-            f"{runs / first['run'] / KERAS_NAME}: weights digest {digest} differs from the "
-            f"run's {METRICS_FILE} ({first['weights_digest']}); the run folder is inconsistent"
-        )
     published = {
         "run": first["run"],
         "seed": first["seed"],
         "config": first["config"],
-        "test_accuracy": report.accuracy,
-        "test_loss": report.loss,
-        "test_errors": report.n_errors,
-        "weights_digest": digest,
+        **scores,
+        "weights_digest": first["weights_digest"],  # _publish checked the model file
         "machine_fingerprint": first["provenance"]["machine_fingerprint"],
         "train_accuracy": first["train_accuracy"],
         "train_loss": first["train_loss"],
         "wall_seconds": first["wall_seconds"],
         "selection": SELECTION,
     }
+    probabilities = [np.load(out / PROBS_DIR / f"{e['run']}.npy") for e in entries]
     summary = _summary([e["test_accuracy"] for e in entries])
-    ensemble = {**_ensemble(probabilities, data.y_test), "seeds": seed_list}
+    ensemble = {**_ensemble(probabilities, data.y_test), "seeds": [e["seed"] for e in entries]}
+    seed_name = names[1]
     metrics = {
+        "complete": len(recorded) == len(names),
+        "pending": [n for n in names if n not in recorded],
         "published": published,
         "runs": entries,
         "summary": summary,
         "ensemble": ensemble,
-        "seed_model": seed_entry,
-        "targets": _targets(report.accuracy, summary, ensemble["test_accuracy"]),
+        "seed_model": recorded.get(seed_name),
+        "targets": _targets(scores["test_accuracy"], summary, ensemble["test_accuracy"]),
         "provenance": provenance(),
     }
-    write_json(out / METRICS_FILE, metrics)  # last: its presence marks complete results
+    write_json(out / METRICS_FILE, metrics)
     return read_json(out / METRICS_FILE)  # exactly what the file holds
 
 
@@ -393,8 +463,8 @@ def check_results(out_dir: str | Path = "results", *, data: MnistData) -> list[s
     Loads ``model.keras`` and ``network_for_mnist.h5`` with plain `keras.models.load_model`,
     evaluates each on the test set and compares its accuracy EXACTLY, and its weights digest,
     with ``metrics.json``'s ``published`` entry; recomputes the summary and the targets from
-    the per-run numbers; checks ``config.json`` and that every file `reproduce` writes exists.
-    (The ensemble accuracy is not rechecked: it needs every run's model, kept in runs_dir.)
+    the per-run numbers and the ensemble accuracy from the stored test-set probabilities;
+    checks ``config.json`` and that every file `reproduce` writes exists.
 
     Parameters
     ----------
@@ -412,7 +482,7 @@ def check_results(out_dir: str | Path = "results", *, data: MnistData) -> list[s
     try:
         metrics = read_json(out / METRICS_FILE)
         published = metrics["published"]
-        problems = _check_consistency(out, metrics)
+        problems = _check_consistency(out, metrics, data.y_test)
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
         return [detail if str(out) in detail else f"{out / METRICS_FILE}: {detail}"]
@@ -440,7 +510,9 @@ def results_table(metrics: dict) -> str:
         f"| reference, min / max | {_pct(summary['min'])} / {_pct(summary['max'])} | | | | |",
         f"| ensemble of {ens['n_models']} (mean softmax) | {_pct(ens['test_accuracy'])} | "
         f"{ens['test_errors']} | | | |",
-        _table_row(f"seed notebook's model, seed {seed_model['seed']}", seed_model),
+        _table_row(f"seed notebook's model, seed {seed_model['seed']}", seed_model)
+        if seed_model
+        else "| seed notebook's model | pending | | | | |",
         "",
         "| target (final epoch, 10k test set) | goal | measured | met |",
         "| --- | ---: | ---: | --- |",
@@ -450,13 +522,36 @@ def results_table(metrics: dict) -> str:
         "mean": f"mean over >= {MIN_SEEDS_FOR_MEAN} seeds",
         "ensemble": "ensemble",
     }
-    for key, target in metrics["targets"].items():
-        digits = 3 if key == "mean" else 2
-        measured = _pct(target["value"], digits) + (f" (n = {target['n']})" if "n" in target else "")
+    for key, label in labels.items():
+        target = metrics["targets"][key]
+        measured = _pct(target["value"], 3 if key == "mean" else 2)
+        if "n" in target:
+            measured += f" (n = {target['n']})"
         met = "yes" if target["met"] else "**no**"
-        lines.append(f"| {labels[key]} | >= {_pct(target['target'])} | {measured} | {met} |")
+        lines.append(f"| {label} | >= {_pct(target['target'])} | {measured} | {met} |")
     lines += ["", _tta_line(runs[0]), _device_line(runs[0]["provenance"])]
+    if not metrics.get("complete", True):
+        pending = ", ".join(metrics["pending"])
+        lines.append(f"Partial results: still to train and record: {pending}.")
     return "\n".join(lines)
+
+
+def check_readme(readme_path: str | Path) -> str:
+    """The text of `readme_path`, once it is known to hold exactly one ``<!-- results-table
+    -->`` followed by one ``<!-- /results-table -->``. Raises ``ValueError`` naming the file
+    otherwise (the CLI calls this before training, not hours later)."""
+    path = Path(readme_path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror}") from exc
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1 or end < begin:
+        raise ValueError(
+            f"{path}: needs exactly one {README_BEGIN} followed by one {README_END} "
+            "to place the results table between"
+        )
+    return text
 
 
 def update_readme(readme_path: str | Path, metrics: dict) -> bool:
@@ -466,21 +561,12 @@ def update_readme(readme_path: str | Path, metrics: dict) -> bool:
     Returns whether the file changed. Raises ``ValueError`` naming the file when it cannot be
     read or does not hold exactly one pair of markers, in that order.
     """
-    path = Path(readme_path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read: {exc.strerror}") from exc
-    pattern = re.compile(re.escape(README_BEGIN) + r".*?" + re.escape(README_END), re.DOTALL)
-    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1 or not pattern.search(text):
-        raise ValueError(
-            f"{path}: needs exactly one {README_BEGIN} line followed by one {README_END} line "
-            "to place the results table between"
-        )
-    block = f"{README_BEGIN}\n{results_table(metrics)}\n{README_END}"
-    new = pattern.sub(lambda _: block, text)
+    text = check_readme(readme_path)
+    head, rest = text.split(README_BEGIN)
+    _, tail = rest.split(README_END)
+    new = f"{head}{README_BEGIN}\n{results_table(metrics)}\n{README_END}{tail}"
     if new == text:
         return False
-    with atomic_path(path) as tmp:
+    with atomic_path(readme_path) as tmp:
         tmp.write_text(new)
     return True

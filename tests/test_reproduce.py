@@ -1,0 +1,423 @@
+"""`reproduce`, `check_results`, the README table and `mnist-bench reproduce`.
+
+One tiny reproduction serves the whole module: `mnist-bench reproduce --seeds 2 --epochs 1
+--train-subset 256` (two reference runs and the seed model, one step each) into tmp_path. To
+keep the module fast on a loaded 2-core CPU, every test scores on the first 1,000 test images
+instead of 10,000 (the CLI's data loader is patched to return that subset): each pass over the
+test set costs seconds for the reference CNN, and the machinery does not depend on its size.
+Nothing here writes into the repository's results/ or runs/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import filecmp
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+
+from mnist_bench import (
+    TrainConfig,
+    check_results,
+    cli,
+    load_model,
+    plots,
+    predict,
+    reproduce,
+    weights_digest,
+)
+from mnist_bench.reproduction import (
+    README_BEGIN,
+    README_END,
+    TTA_THRESHOLDS,
+    _time_to_accuracy,
+    results_table,
+    update_readme,
+)
+
+SEEDS = (0, 1)
+SMOKE = dict(epochs=1, train_subset=256)  # what --epochs 1 --train-subset 256 sets
+N_TEST = 1000  # test images scored (see the module docstring)
+GRID_IMAGES = 20  # misclassified.png shows at most this many digits here (conftest's reason)
+RESULT_FILES = {
+    "metrics.json", "network_for_mnist.h5", "model.keras", "config.json",
+    "confusion_matrix.png", "loss_curves.png", "predictions.png", "misclassified.png",
+    *(f"{folder}/{run}.{ext}"
+      for run in ("reference-seed0", "reference-seed1", "seed-seed0")
+      for folder, ext in (("history", "json"), ("runs", "json"), ("probabilities", "npy"))),
+}  # fmt: skip
+RUN_FIELDS = {
+    "run", "seed", "config", "epochs", "train_accuracy", "train_loss", "test_accuracy",
+    "test_loss", "test_errors", "weights_digest", "wall_seconds", "time_to_accuracy",
+    "provenance",
+}  # fmt: skip
+PUBLISHED_FIELDS = {
+    "run", "seed", "config", "test_accuracy", "test_loss", "test_errors", "weights_digest",
+    "machine_fingerprint", "train_accuracy", "train_loss", "wall_seconds", "selection",
+}  # fmt: skip
+
+
+class Reproduced(NamedTuple):
+    out: Path  # results folder
+    runs: Path  # training folders
+    metrics: dict  # metrics.json as written
+    stdout: str  # what `mnist-bench reproduce` printed
+
+
+@pytest.fixture(scope="module")
+def small_data(mnist):
+    return dataclasses.replace(mnist, x_test=mnist.x_test[:N_TEST], y_test=mnist.y_test[:N_TEST])
+
+
+@pytest.fixture(scope="module")
+def repro(small_data, tmp_path_factory) -> Reproduced:
+    """`mnist-bench reproduce` of two tiny seeds and the seed model, shared by the module."""
+    root = tmp_path_factory.mktemp("reproduce")
+    out, runs = root / "results", root / "runs"
+    argv = ["reproduce", "--seeds", str(len(SEEDS)), "--epochs", "1", "--train-subset", "256"]
+    argv += ["--out", str(out), "--runs-dir", str(runs)]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cli, "_load_data", lambda explicit: small_data)
+        mp.setattr(plots, "MAX_GRID_IMAGES", GRID_IMAGES)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = cli.main(argv)
+    assert code == 0, stderr.getvalue()
+    return Reproduced(out, runs, json.loads((out / "metrics.json").read_text()), stdout.getvalue())
+
+
+@pytest.fixture(scope="module")
+def tampered(repro, tmp_path_factory) -> Path:
+    """A copy of the results with published.test_accuracy edited and predictions.png deleted."""
+    out = Path(shutil.copytree(repro.out, tmp_path_factory.mktemp("tampered") / "results"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    metrics["published"]["test_accuracy"] += 1 / N_TEST  # one more digit right than measured
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    (out / "predictions.png").unlink()
+    return out
+
+
+def _without_call_provenance(metrics: dict) -> dict:
+    return {key: value for key, value in metrics.items() if key != "provenance"}
+
+
+# -- what reproduce writes ----------------------------------------------------------------
+
+
+def test_results_folder_holds_exactly_the_published_files(repro):
+    written = {str(p.relative_to(repro.out)) for p in repro.out.rglob("*") if p.is_file()}
+    assert written == RESULT_FILES  # no checkpoint, no per-epoch model, no temporary file
+
+
+def test_every_run_trained_in_its_own_folder(repro):
+    names = [f"reference-seed{s}" for s in SEEDS] + ["seed-seed0"]
+    assert sorted(p.name for p in repro.runs.iterdir()) == sorted(names)
+    for name in names:
+        history = json.loads((repro.runs / name / "history.json").read_text())
+        assert json.loads((repro.out / "history" / f"{name}.json").read_text()) == history
+
+
+def test_metrics_schema(repro):
+    m = repro.metrics
+    assert set(m) == {"complete", "pending", "published", "runs", "summary", "ensemble",
+                      "seed_model", "targets", "provenance"}  # fmt: skip
+    assert m["complete"] is True and m["pending"] == []
+    assert set(m["published"]) == PUBLISHED_FIELDS
+    assert [run["seed"] for run in m["runs"]] == list(SEEDS)
+    for run in [*m["runs"], m["seed_model"]]:
+        assert set(run) == RUN_FIELDS
+        assert run["epochs"] == 1
+        assert run["test_errors"] == round((1 - run["test_accuracy"]) * N_TEST)
+        assert "machine_fingerprint" in run["provenance"]
+    assert m["runs"][1]["config"] == TrainConfig.recipe("reference", seed=1, **SMOKE).to_dict()
+    assert m["seed_model"]["config"] == TrainConfig.recipe("seed", seed=0, **SMOKE).to_dict()
+    assert set(m["summary"]) == {"n", "mean", "sd", "min", "max"}
+    assert m["ensemble"]["n_models"] == len(SEEDS)
+    assert set(m["targets"]) == {"published", "mean", "ensemble"}
+    for key, goal in {"published": 0.997, "mean": 0.997, "ensemble": 0.9975}.items():
+        assert m["targets"][key]["target"] == goal
+        assert m["targets"][key]["met"] is False  # one step of training gets nowhere near
+    assert m["targets"]["mean"]["min_seeds"] == 5
+    for key in ("tensorflow", "keras", "cpu", "gpus", "git", "recorded_at"):
+        assert key in m["provenance"]
+
+
+def test_summary_is_recomputed_from_the_runs(repro):
+    accuracies = np.array([run["test_accuracy"] for run in repro.metrics["runs"]])
+    summary = repro.metrics["summary"]
+    assert summary["n"] == len(SEEDS)
+    assert summary["mean"] == pytest.approx(accuracies.mean(), abs=1e-15)
+    assert summary["sd"] == pytest.approx(accuracies.std(ddof=1), abs=1e-15)
+    assert (summary["min"], summary["max"]) == (accuracies.min(), accuracies.max())
+
+
+def test_published_is_the_first_seed_and_its_files_are_the_runs_bits(repro):
+    published, first = repro.metrics["published"], repro.metrics["runs"][0]
+    assert published["selection"] == "first seed, fixed before training"
+    for key in ("run", "seed", "config", "test_accuracy", "test_loss", "test_errors",
+                "weights_digest", "train_accuracy", "train_loss", "wall_seconds"):  # fmt: skip
+        assert published[key] == first[key], key
+    assert published["machine_fingerprint"] == first["provenance"]["machine_fingerprint"]
+    for name in ("model.keras", "network_for_mnist.h5", "config.json"):
+        assert filecmp.cmp(repro.out / name, repro.runs / "reference-seed0" / name, shallow=False)
+    for name in ("model.keras", "network_for_mnist.h5"):
+        assert weights_digest(load_model(repro.out / name)) == published["weights_digest"]
+
+
+def test_ensemble_is_the_mean_softmax_of_the_runs(repro, small_data):
+    probabilities = [
+        predict(load_model(repro.runs / f"reference-seed{s}"), small_data.x_test)[1] for s in SEEDS
+    ]
+    predicted = np.mean(probabilities, axis=0).argmax(axis=1)
+    ensemble = repro.metrics["ensemble"]
+    assert ensemble["test_accuracy"] == np.mean(predicted == small_data.y_test)
+    assert ensemble["test_errors"] == np.sum(predicted != small_data.y_test)
+
+
+def test_time_to_accuracy_of_a_run_that_reached_nothing(repro):
+    tta = repro.metrics["runs"][0]["time_to_accuracy"]
+    assert tta["on"] == "test" and tta["why_null"] is None
+    assert tta["seconds"] == {"0.990": None, "0.995": None, "0.997": None}
+
+
+def test_time_to_accuracy_counts_cumulative_seconds_until_first_crossing():
+    history = [
+        {"epoch": 1, "seconds": 10.0, "val_accuracy": 0.98},
+        {"epoch": 2, "seconds": 11.0, "val_accuracy": 0.9951},  # passes 0.990 and 0.995 at once
+        {"epoch": 3, "seconds": 12.0, "val_accuracy": 0.9940},
+        {"epoch": 4, "seconds": 13.0, "val_accuracy": 0.9970},
+    ]
+    tta = _time_to_accuracy(history, TrainConfig())
+    assert tta["seconds"] == {"0.990": 21.0, "0.995": 21.0, "0.997": 46.0}
+    assert tta["epoch"] == {"0.990": 2, "0.995": 2, "0.997": 4}
+    assert [f"{t:.3f}" for t in TTA_THRESHOLDS] == list(tta["seconds"])
+    assert _time_to_accuracy(history[:1], TrainConfig())["seconds"]["0.990"] is None
+
+
+def test_time_to_accuracy_is_null_with_a_reason_on_a_holdout():
+    history = [{"epoch": 1, "seconds": 10.0, "val_accuracy": 0.999}]
+    tta = _time_to_accuracy(history, TrainConfig(validation="holdout", holdout_size=500))
+    assert (tta["on"], tta["seconds"], tta["epoch"]) == ("holdout", None, None)
+    assert "500-image holdout" in tta["why_null"] and "not on the test set" in tta["why_null"]
+
+
+# -- resuming -----------------------------------------------------------------------------
+
+
+def test_reproduce_again_trains_nothing_and_writes_the_same_metrics(
+    repro, small_data, small_plot_grids
+):
+    epochs = []
+    again = reproduce(
+        seeds=list(SEEDS),
+        data=small_data,
+        out_dir=repro.out,
+        runs_dir=repro.runs,
+        config=TrainConfig.recipe("reference", **SMOKE),
+        seed_config=TrainConfig.recipe("seed", **SMOKE),
+        progress=lambda run, row: epochs.append((run, row["epoch"])),
+    )
+    assert epochs == []
+    assert _without_call_provenance(again) == _without_call_provenance(repro.metrics)
+    assert set(again["provenance"]) == set(repro.metrics["provenance"])
+    assert again == json.loads((repro.out / "metrics.json").read_text())
+
+
+def test_recorded_runs_survive_without_their_run_folders(repro, small_data, tmp_path):
+    # A later session gets results/ from git but none of runs/: nothing is retrained.
+    out = tmp_path / "results"
+    shutil.copytree(repro.out, out)
+    epochs = []
+    again = reproduce(
+        seeds=list(SEEDS),
+        data=small_data,
+        out_dir=out,
+        runs_dir=tmp_path / "fresh-runs",
+        config=TrainConfig.recipe("reference", **SMOKE),
+        seed_config=TrainConfig.recipe("seed", **SMOKE),
+        progress=lambda run, row: epochs.append(run),
+    )
+    assert epochs == [] and not (tmp_path / "fresh-runs").exists()
+    assert _without_call_provenance(again) == _without_call_provenance(repro.metrics)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_an_interrupted_reproduction_publishes_what_is_finished(repro, small_data, tmp_path):
+    out, runs = tmp_path / "results", tmp_path / "runs"
+
+    def stop_at_the_seed_model(run, row):
+        if run == "seed-seed0":
+            raise _Stop
+
+    kwargs = dict(seeds=list(SEEDS), data=small_data, out_dir=out, runs_dir=runs,
+                  config=TrainConfig.recipe("reference", **SMOKE),
+                  seed_config=TrainConfig.recipe("seed", **SMOKE))  # fmt: skip
+    with pytest.raises(_Stop):
+        reproduce(**kwargs, progress=stop_at_the_seed_model)
+    partial = json.loads((out / "metrics.json").read_text())
+    assert partial["complete"] is False
+    assert partial["pending"] == ["seed-seed0", "reference-seed1"]
+    assert [run["run"] for run in partial["runs"]] == ["reference-seed0"]
+    assert partial["seed_model"] is None
+    assert partial["published"]["weights_digest"] == repro.metrics["published"]["weights_digest"]
+    assert check_results(out, data=small_data) == []
+    assert "Partial results: still to train and record: seed-seed0, reference-seed1" in (
+        results_table(partial)
+    )
+    finished = reproduce(**kwargs)
+    assert finished["complete"] is True and finished["pending"] == []
+
+    def bits(m):  # what training determines; wall times and timestamps differ per run
+        runs = [*m["runs"], m["seed_model"]]
+        return ([(r["run"], r["weights_digest"], r["test_accuracy"]) for r in runs],
+                m["summary"], m["ensemble"], m["targets"])  # fmt: skip
+
+    assert bits(finished) == bits(repro.metrics)
+
+
+@pytest.mark.parametrize("seeds", [0, -1, [], [1, 1], True])
+def test_bad_seeds_are_refused(seeds, small_data, tmp_path):
+    with pytest.raises(ValueError, match="seeds must be"):
+        reproduce(seeds=seeds, data=small_data, out_dir=tmp_path / "r", runs_dir=tmp_path / "x")
+    assert not (tmp_path / "r").exists() and not (tmp_path / "x").exists()
+
+
+# -- check_results ------------------------------------------------------------------------
+
+
+def test_check_results_passes_on_what_reproduce_wrote(repro, small_data):
+    assert check_results(repro.out, data=small_data) == []
+
+
+def test_check_results_names_an_edited_accuracy_and_a_missing_plot(tampered, small_data):
+    problems = check_results(tampered, data=small_data)
+    assert any(
+        p.startswith(str(tampered / "model.keras")) and "published.test_accuracy" in p
+        for p in problems
+    ), problems
+    assert f"{tampered / 'predictions.png'}: missing" in problems
+
+
+def test_check_results_names_a_swapped_model(repro, small_data, tmp_path):
+    out = Path(shutil.copytree(repro.out, tmp_path / "results"))
+    shutil.copyfile(repro.runs / "reference-seed1" / "model.keras", out / "model.keras")
+    problems = check_results(out, data=small_data)
+    assert any(
+        p.startswith(str(out / "model.keras")) and "weights digest" in p for p in problems
+    ), problems
+    assert not any("network_for_mnist.h5" in p for p in problems)  # that one is intact
+
+
+def test_check_results_without_metrics_names_the_file(tmp_path, small_data):
+    (problem,) = check_results(tmp_path, data=small_data)
+    assert problem.startswith(str(tmp_path / "metrics.json"))
+
+
+# -- README table -------------------------------------------------------------------------
+
+
+def test_results_table_holds_the_numbers(repro):
+    m = repro.metrics
+    table = results_table(m)
+    for run in [m["published"], *m["runs"], m["seed_model"]]:
+        assert f"| {100 * run['test_accuracy']:.2f}% | {run['test_errors']} |" in table
+    s = m["summary"]
+    assert f"{100 * s['mean']:.3f}% ± {100 * s['sd']:.3f}%" in table
+    assert f"{100 * s['min']:.2f}% / {100 * s['max']:.2f}%" in table
+    ensemble = m["ensemble"]
+    assert f"| {100 * ensemble['test_accuracy']:.2f}% | {ensemble['test_errors']} |" in table
+    assert table.count("| **no** |") == 3
+    assert "99.0%: not reached; 99.5%: not reached; 99.7%: not reached" in table
+    prov = m["runs"][0]["provenance"]
+    assert prov["cpu"]["model_name"] in table and f"TensorFlow {prov['tensorflow']}" in table
+
+
+def test_update_readme_replaces_only_between_the_markers(repro, tmp_path):
+    readme = tmp_path / "README.md"
+    before, after = "# Title\n\nIntro.\n\n", "\n\n## Next\nMore text.\n"
+    readme.write_text(f"{before}{README_BEGIN}\nold table\n{README_END}{after}")
+    assert update_readme(readme, repro.metrics) is True
+    table = results_table(repro.metrics)
+    assert readme.read_text() == f"{before}{README_BEGIN}\n{table}\n{README_END}{after}"
+    assert update_readme(readme, repro.metrics) is False  # already up to date
+
+
+@pytest.mark.parametrize("text", ["no markers\n", f"{README_END}\n{README_BEGIN}\n"])
+def test_update_readme_without_markers_names_the_file(repro, tmp_path, text):
+    readme = tmp_path / "README.md"
+    readme.write_text(text)
+    with pytest.raises(ValueError, match=f"^{re.escape(str(readme))}: needs exactly one"):
+        update_readme(readme, repro.metrics)
+    assert readme.read_text() == text
+
+
+# -- command line -------------------------------------------------------------------------
+
+
+def test_cli_prints_configs_first_then_epochs_then_a_summary(repro):
+    lines = repro.stdout.splitlines()
+    assert lines[0] == "reference config: " + json.dumps(
+        TrainConfig.recipe("reference", **SMOKE).to_dict(), sort_keys=True
+    )
+    assert lines[1] == "seed config: " + json.dumps(
+        TrainConfig.recipe("seed", **SMOKE).to_dict(), sort_keys=True
+    )
+    for name in ("reference-seed0", "reference-seed1", "seed-seed0"):
+        start = lines.index(f"{name}:")
+        assert lines[start + 1] == cli._EPOCH_HEADER
+        assert lines[start + 2].split()[0] == "1"  # the one epoch's row
+    digest = repro.metrics["published"]["weights_digest"]
+    assert any(line.startswith("published: reference-seed0") and digest in line for line in lines)
+    assert lines[-1] == f"wrote {repro.out}/"
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch, small_data):
+    """`run_cli(*argv) -> (code, stdout, stderr)`, scoring on the module's test subset."""
+    monkeypatch.setattr(cli, "_load_data", lambda explicit: small_data)
+
+    def run(*argv) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = cli.main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_cli_check_passes_and_regenerates_the_readme(repro, run_cli, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_BEGIN}\n{README_END}\n")
+    code, out, err = run_cli("reproduce", "--check", "--out", repro.out, "--readme", readme)
+    assert code == 0, err
+    assert out.splitlines() == ["results verified", f"results table in {readme} updated"]
+    assert results_table(repro.metrics) in readme.read_text()
+
+
+def test_cli_check_fails_with_exit_1_and_lists_the_problems(tampered, run_cli, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{README_BEGIN}\n{README_END}\n")
+    code, out, err = run_cli("reproduce", "--check", "--out", tampered, "--readme", readme)
+    assert code == 1
+    assert f"{tampered / 'predictions.png'}: missing" in out.splitlines()
+    assert err.startswith("mnist-bench: error: ") and "problem(s) found" in err
+    assert readme.read_text() == f"{README_BEGIN}\n{README_END}\n"  # unverified: left alone
+
+
+def test_cli_readme_without_markers_fails_before_training(run_cli, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("nothing here\n")
+    argv = ["--out", tmp_path / "results", "--runs-dir", tmp_path / "runs", "--readme", readme]
+    code, out, err = run_cli("reproduce", "--seeds", "1", "--epochs", "1", *argv)
+    assert code == 2 and f"{readme}: needs exactly one" in err
+    assert out == "" and not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
