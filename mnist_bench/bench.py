@@ -1,0 +1,775 @@
+"""Throughput and latency of training, inference, preprocessing and loading, measured against
+this machine's own dense float32 peak.
+
+Run it::
+
+    mnist-bench bench                            # a few minutes on 2 CPU cores: prints the
+                                                 # table, writes results/benchmarks/<device>.json
+    mnist-bench bench --quick --no-write         # every item tiny: a smoke run (about a minute
+                                                 # on 2 cores, nearly all of it graph tracing)
+    pytest tests/test_bench.py --benchmark-only  # the same workloads under pytest-benchmark
+
+or from Python: ``result = run_benchmarks(); print(format_table(result))``.
+
+What is measured (`run_benchmarks`):
+
+- calibration: an n x n float32 matmul with NumPy and with `tf.matmul`, best of several
+  repeats; the faster is the machine's practical dense peak (`peak_gflops`);
+- training throughput of an epoch slice (`steps` batches of 256) for the ``seed`` and
+  ``reference`` models, through plain `model.fit` on NumPy arrays (the baseline) and through the
+  package's own input path as `train` runs it (`training.epoch_dataset`: seeded order, tf.data
+  prefetch, and the model's recipe's augmentation: on for ``reference``, off for ``seed``),
+  both compiled by `training.compile_model`;
+- batched inference (batch 1024) and single-image latency, `model.predict` against
+  `mnist_bench.predict` on the same model;
+- `preprocess_images` + `one_hot`, and `load_mnist` (decompression, parsing, SHA-256 checks).
+
+What is not: no download, graph tracing or warm-up is inside a timed region. Every workload
+runs untimed first; data and models exist before timing starts; one timed call is one `fit`,
+one `predict` (of one image, for a latency), one load. A workload's figure is the MEDIAN of its
+timed calls, robust to a busy machine. Ratios compare two workloads timed in the same process,
+never a figure from another run. No result asserts a time: benchmarks measure and record.
+TensorFlow op determinism is process-wide and `train` leaves it on, so each result records
+whether it was on (`op_determinism`).
+
+FLOPs per image come from the model's Conv2D and Dense layers (`models.model_flops`; a
+multiply-add counts 2; training = 3x forward). Achieved GFLOP/s = images/s x FLOPs/image / 1e9,
+and ``peak_fraction`` divides it by the calibration's peak. Pooling, batch norm, activations,
+the optimizer update and the input pipeline cost time but are not counted: the gap between the
+fraction and 1 is where that time goes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ._io import write_json
+from .config import TrainConfig
+from .data import MnistData, load_mnist
+from .evaluation import predict
+from .models import MODEL_NAMES, build_model, model_flops
+from .preprocess import one_hot, preprocess_images
+from .provenance import cpu_description, gpu_names, provenance
+from .training import compile_model, epoch_dataset
+
+PIPELINES = ("keras", "mnist_bench")  # plain model.fit on NumPy arrays; training.epoch_dataset
+INFERENCE_METHODS = ("model.predict", "mnist_bench.predict")
+MATMUL_LIBRARIES = ("numpy", "tf")
+DEFAULT_OUT = Path("results/benchmarks")
+PIXELS = 28 * 28
+PREPROCESS_FLOPS = PIXELS  # one float32 divide per pixel; the cast and the one-hot are copies
+GPU_MATMUL_CHAIN = 50  # matmuls queued per sync on a GPU, where one 2048^3 product is ~0.1 ms
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each item of `run_benchmarks` does. Counts per timed call unless named."""
+
+    matmul_n: int  # side of the square float32 matrices
+    matmul_repeats: int  # timed products per library; the best counts
+    train_steps: int  # batches of 256 per timed fit
+    train_repeats: int  # timed fits per (model, pipeline)
+    inference_images: int  # images per timed predict call, batch 1024
+    inference_repeats: int
+    latency_repeats: int  # timed one-image calls per (model, method)
+    preprocess_repeats: int  # each over all 60,000 training images
+    load_repeats: int  # each loads and verifies all four files
+
+
+FULL = Sizes(
+    matmul_n=2048,
+    matmul_repeats=5,
+    train_steps=8,  # 2,048 images per fit: ~3 s (seed) to ~8 s (reference) on 2 cores
+    train_repeats=3,
+    inference_images=10_000,  # the test set's size
+    inference_repeats=3,
+    latency_repeats=50,  # model.predict: ~90 ms each
+    preprocess_repeats=5,
+    load_repeats=3,
+)
+QUICK = Sizes(
+    matmul_n=512,
+    matmul_repeats=2,
+    train_steps=1,  # still one untimed fit first: tracing dominates a quick run
+    train_repeats=1,
+    inference_images=1024,
+    inference_repeats=1,
+    latency_repeats=3,
+    preprocess_repeats=1,
+    load_repeats=1,
+)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One benchmarked unit of work: each `run()` call processes `images` images."""
+
+    name: str  # e.g. "train/seed/keras", "latency/reference/mnist_bench.predict"
+    run: Callable[[], object]
+    images: int
+    flops_per_image: int | None  # None: not a compute benchmark (loading)
+    device: str  # what ran it, e.g. "AMD EPYC (2 cpus)" or "NVIDIA H100 80GB HBM3"
+    info: dict[str, Any] = field(default_factory=dict)  # model, batch size, pipeline...
+
+
+# -- devices ------------------------------------------------------------------------------
+
+
+def _cpu_name() -> str:
+    cpu = cpu_description()
+    return f"{cpu['model_name']} ({cpu['affinity_cpus'] or cpu['logical_cpus']} cpus)"
+
+
+def _on_gpu(device: str | None, gpus: list[str]) -> bool:
+    """Whether TensorFlow ops placed on `device` (None: default placement) run on a GPU."""
+    return bool(gpus) and tf.DeviceSpec.from_string(device or "").device_type != "CPU"
+
+
+def device_name(device: str | None = None) -> str:
+    """The name of the device that runs TensorFlow ops.
+
+    Parameters
+    ----------
+    device : str, optional
+        A TensorFlow device such as ``"/CPU:0"`` or ``"/GPU:0"``. Default: TensorFlow's
+        default placement, i.e. the first GPU when one is visible, else the CPU.
+
+    Returns
+    -------
+    str
+        The GPU's name, e.g. ``"NVIDIA H100 80GB HBM3"``, or the CPU model with its logical
+        CPU count, e.g. ``"AMD EPYC (2 cpus)"``.
+    """
+    gpus = gpu_names()
+    if not _on_gpu(device, gpus):
+        return _cpu_name()
+    return gpus[tf.DeviceSpec.from_string(device or "").device_index or 0]
+
+
+def device_slug(name: str | None = None) -> str:
+    """`name` (default: `device_name()`) made safe for a file name: ``"amd-epyc-2-cpus"``."""
+    return re.sub(r"[^a-z0-9]+", "-", (name or device_name()).lower()).strip("-") or "device"
+
+
+@contextmanager
+def _on(device: str | None) -> Iterator[None]:
+    """Run TensorFlow ops (and create variables) on `device`; None: default placement."""
+    if device is None:
+        yield
+    else:
+        with tf.device(device):
+            yield
+
+
+def op_determinism() -> bool | None:
+    """Whether TensorFlow op determinism is on: it is process-wide and `train` turns it on
+    for good, so a benchmark after a training in the same process runs with it. None when
+    this TensorFlow cannot say."""
+    try:
+        from tensorflow.python.framework import config as tf_config  # no public query exists
+
+        return bool(tf_config.is_op_determinism_enabled())
+    except (ImportError, AttributeError):
+        return None
+
+
+# -- timing and records -------------------------------------------------------------------
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def _timed(fn: Callable[[], object], repeats: int) -> list[float]:
+    """Wall seconds of each of `repeats` calls of `fn`; warm it up before."""
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def entry(
+    workload: Workload, seconds: Sequence[float], *, peak_gflops: float | None = None
+) -> dict[str, Any]:
+    """The record of one benchmark from the wall seconds of its timed calls.
+
+    Parameters
+    ----------
+    workload : Workload
+    seconds : sequence of float
+        Seconds of each timed `workload.run()` call (warm-up excluded); the median counts.
+    peak_gflops : float, optional
+        The machine's peak (`matmul_peak`), for ``peak_fraction``.
+
+    Returns
+    -------
+    dict
+        ``name``, ``images_per_s`` (images per call / median seconds), ``seconds`` (median),
+        ``seconds_all``, ``repeats``, ``images`` (per call), ``flops_per_image``, ``gflops``
+        (achieved), ``peak_fraction`` (None without a peak or without FLOPs), ``device``, and
+        the workload's `info`.
+    """
+    if not seconds:
+        raise ValueError("seconds must hold at least one timed call")
+    median = float(statistics.median(seconds))
+    images_per_s = workload.images / median
+    flops = workload.flops_per_image
+    gflops = None if flops is None else images_per_s * flops / 1e9
+    fraction = gflops / peak_gflops if gflops is not None and peak_gflops else None
+    return {
+        "name": workload.name,
+        "images_per_s": images_per_s,
+        "seconds": median,
+        "seconds_all": [float(s) for s in seconds],
+        "repeats": len(seconds),
+        "images": workload.images,
+        "flops_per_image": flops,
+        "gflops": gflops,
+        "peak_fraction": fraction,
+        "device": workload.device,
+        **workload.info,
+    }
+
+
+def _measure(workload: Workload, *, repeats: int, peak_gflops: float | None) -> dict[str, Any]:
+    workload.run()  # warm-up: tracing, first batches, caches; never timed
+    return entry(workload, _timed(workload.run, repeats), peak_gflops=peak_gflops)
+
+
+# -- calibration --------------------------------------------------------------------------
+
+
+def matmul_call(
+    n: int = 2048, *, library: str = "numpy", device: str | None = None
+) -> tuple[Callable[[], Any], int]:
+    """A call computing float32 n x n matmuls, returning once they are done, and its FLOPs.
+
+    ``library="numpy"``: one product, ``a @ b``. ``library="tf"``: `tf.matmul` on `device`
+    (default placement when None), synced with the host by ``.numpy()`` of one element, so
+    no copy of the product is timed; on a GPU `GPU_MATMUL_CHAIN` products are queued per
+    sync, since one launch and sync would outlast the product itself. Each product costs
+    2 n^3 FLOPs (n^3 multiply-adds). Inputs are drawn once, from a local generator.
+    """
+    _check_choice("library", library, MATMUL_LIBRARIES)
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+    if library == "numpy":
+        return (lambda: a @ b), 2 * n**3
+    with _on(device):
+        ta, tb = tf.constant(a), tf.constant(b)
+    products = GPU_MATMUL_CHAIN if "GPU" in ta.device else 1
+
+    def call() -> Any:
+        with _on(device):
+            corners = [tf.matmul(ta, tb)[0, 0] for _ in range(products)]
+            return tf.add_n(corners).numpy()
+
+    return call, products * 2 * n**3
+
+
+def _best_gflops(fn: Callable[[], Any], flops: int, repeats: int) -> float:
+    fn()  # warm-up: thread pools, kernel selection, first allocation
+    return flops / min(_timed(fn, repeats)) / 1e9
+
+
+def matmul_peak(n: int = 2048, *, repeats: int = 5, device: str | None = None) -> dict[str, Any]:
+    """The machine's practical dense float32 peak: the best of NumPy and `tf.matmul`.
+
+    Parameters
+    ----------
+    n : int, default 2048
+        Side of the square matrices; 2 n^3 FLOPs per product.
+    repeats : int, default 5
+        Timed products per library after one warm-up; the fastest counts.
+    device : str, optional
+        TensorFlow device for `tf.matmul` (default placement when None). NumPy runs on the CPU.
+
+    Returns
+    -------
+    dict
+        ``numpy_gflops``, ``tf_gflops``, ``peak_gflops`` (their max), ``peak_source``, ``n``,
+        ``repeats``, ``device`` (name of the TensorFlow device) and ``tf32`` (whether
+        TensorFloat-32 may round float32 matmuls on the GPU; None on a CPU).
+    """
+    numpy_gflops = _best_gflops(*matmul_call(n, library="numpy"), repeats)
+    tf_gflops = _best_gflops(*matmul_call(n, library="tf", device=device), repeats)
+    return {
+        "n": n,
+        "repeats": repeats,
+        "numpy_gflops": numpy_gflops,
+        "tf_gflops": tf_gflops,
+        "peak_gflops": max(numpy_gflops, tf_gflops),
+        "peak_source": "numpy" if numpy_gflops >= tf_gflops else "tf.matmul",
+        "device": device_name(device),
+        "tf32": (  # None on a CPU, where TensorFloat-32 does not exist
+            bool(tf.config.experimental.tensor_float_32_execution_enabled())
+            if _on_gpu(device, gpu_names())
+            else None
+        ),
+    }
+
+
+# -- workloads ----------------------------------------------------------------------------
+
+
+def _pixels(n: int, pixels: np.ndarray | None, seed: int = 0) -> np.ndarray:
+    """`n` raw images uint8 (n, 28, 28): the first n of `pixels`, or random ones.
+    Speed does not depend on the values (dense kernels, no sparsity shortcuts)."""
+    if pixels is None:
+        return np.random.default_rng(seed).integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    if len(pixels) < n:
+        raise ValueError(f"need {n} images, got {len(pixels)}")
+    return np.asarray(pixels[:n])
+
+
+def _labels(n: int, labels: np.ndarray | None, seed: int = 1) -> np.ndarray:
+    if labels is None:
+        return np.random.default_rng(seed).integers(0, 10, n, dtype=np.uint8)
+    return np.asarray(labels[:n])
+
+
+def train_workload(
+    model_name: str,
+    *,
+    batch_size: int = 256,
+    steps: int = 8,
+    pipeline: str = "keras",
+    images: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    device: str | None = None,
+) -> Workload:
+    """A freshly built, compiled `model_name` and a call training it on `steps` batches.
+
+    ``pipeline="keras"``: ``model.fit`` on NumPy arrays, Keras' own batching and shuffling
+    (the baseline). ``pipeline="mnist_bench"``: ``model.fit`` on `training.epoch_dataset`
+    exactly as `train` runs an epoch (seeded order, the model's recipe's augmentation, tf.data
+    prefetch); each call is the next epoch. Both compile with `training.compile_model` and the
+    model's recipe (`TrainConfig.recipe`). `images` (uint8 (N, 28, 28)) and `labels` default
+    to random ones; N must be at least ``steps * batch_size``.
+    """
+    _check_choice("pipeline", pipeline, PIPELINES)
+    config = TrainConfig.recipe(model_name, batch_size=batch_size)
+    n = steps * batch_size
+    x, y = preprocess_images(_pixels(n, images)), one_hot(_labels(n, labels))
+    with _on(device):
+        model = build_model(model_name)
+        compile_model(model, config, steps_per_epoch=steps)
+    epochs = itertools.count()
+
+    def run() -> None:
+        with _on(device):
+            if pipeline == "keras":
+                model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+            else:
+                ds = epoch_dataset(x, y, config, next(epochs))
+                model.fit(ds, epochs=1, shuffle=False, verbose=0)
+
+    info = {"model": model_name, "batch_size": batch_size, "steps": steps, "pipeline": pipeline}
+    info["augment"] = pipeline == "mnist_bench" and config.augment
+    return Workload(
+        f"train/{model_name}/{pipeline}",
+        run,
+        n,
+        model_flops(model)["training"],
+        device_name(device),
+        info,
+    )
+
+
+def _predict_call(model: keras.Model, x: np.ndarray, method: str, batch_size: int) -> Callable:
+    _check_choice("method", method, INFERENCE_METHODS)
+    if method == "model.predict":
+        return lambda: model.predict(x, batch_size=batch_size, verbose=0)
+    return lambda: predict(model, x, batch_size=batch_size)
+
+
+def inference_workload(
+    model: keras.Model,
+    *,
+    batch_size: int = 1024,
+    images: int = 10_000,
+    method: str = "model.predict",
+    pixels: np.ndarray | None = None,
+    device: str | None = None,
+) -> Workload:
+    """A call predicting `images` preprocessed images, float32 (N, 28, 28, 1), in batches of
+    `batch_size`, through `model.predict` or `mnist_bench.predict`. `pixels`: raw uint8
+    images to use (default random); they are preprocessed here, outside the timed call."""
+    x = preprocess_images(_pixels(images, pixels))
+    call = _predict_call(model, x, method, batch_size)
+
+    def run() -> None:
+        with _on(device):
+            call()
+
+    info = {"model": model.name, "batch_size": batch_size, "method": method}
+    name = f"inference/{model.name}/{method}"
+    return Workload(name, run, images, model_flops(model)["forward"], device_name(device), info)
+
+
+def latency_workload(
+    model: keras.Model,
+    *,
+    method: str = "mnist_bench.predict",
+    pixels: np.ndarray | None = None,
+    device: str | None = None,
+) -> Workload:
+    """A call predicting ONE preprocessed image, float32 (1, 28, 28, 1): a serving request."""
+    x = preprocess_images(_pixels(1, pixels))
+    call = _predict_call(model, x, method, 1)
+
+    def run() -> None:
+        with _on(device):
+            call()
+
+    info = {"model": model.name, "batch_size": 1, "method": method}
+    name = f"latency/{model.name}/{method}"
+    return Workload(name, run, 1, model_flops(model)["forward"], device_name(device), info)
+
+
+def preprocess_workload(images: np.ndarray, labels: np.ndarray | None = None) -> Workload:
+    """A call of `preprocess_images(images)` and `one_hot(labels)`: uint8 (N, 28, 28) and
+    (N,) labels (random when None). NumPy on the CPU."""
+    y = _labels(len(images), labels)
+
+    def run() -> None:
+        preprocess_images(images)
+        one_hot(y)
+
+    return Workload("preprocess", run, len(images), PREPROCESS_FLOPS, _cpu_name(), {})
+
+
+def load_workload(data_dir: str | Path | None = None) -> Workload:
+    """A call of `load_mnist(data_dir, download=False)`: all four files read, decompressed,
+    parsed and checked against their pinned SHA-256 (70,000 images). The first call of
+    `load_throughput` is untimed and may download into the cache when `data_dir` is None."""
+    return Workload(
+        "load",
+        lambda: load_mnist(data_dir, download=False),
+        70_000,
+        None,
+        _cpu_name(),
+        {"data_dir": None if data_dir is None else str(data_dir)},
+    )
+
+
+# -- measurements -------------------------------------------------------------------------
+
+
+def train_throughput(
+    model_name: str,
+    *,
+    batch_size: int = 256,
+    steps: int = 8,
+    repeats: int = 3,
+    pipeline: str = "keras",
+    peak_gflops: float | None = None,
+    images: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Training images/s of `model_name` over `steps` batches per fit (see `train_workload`).
+
+    One untimed warm-up fit (graph tracing, first batches), then `repeats` timed fits; the
+    median counts. FLOPs per image: training, 3x forward. Returns an `entry` record plus
+    ``model``, ``batch_size``, ``steps``, ``pipeline`` and ``augment``.
+    """
+    workload = train_workload(
+        model_name,
+        batch_size=batch_size,
+        steps=steps,
+        pipeline=pipeline,
+        images=images,
+        labels=labels,
+        device=device,
+    )
+    return _measure(workload, repeats=repeats, peak_gflops=peak_gflops)
+
+
+def inference_throughput(
+    model: keras.Model,
+    *,
+    batch_size: int = 1024,
+    images: int = 10_000,
+    repeats: int = 3,
+    method: str = "model.predict",
+    peak_gflops: float | None = None,
+    pixels: np.ndarray | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Batched inference images/s of `model` through `method` (see `inference_workload`):
+    one untimed warm-up call, then `repeats` timed calls over `images` images."""
+    workload = inference_workload(
+        model, batch_size=batch_size, images=images, method=method, pixels=pixels, device=device
+    )
+    return _measure(workload, repeats=repeats, peak_gflops=peak_gflops)
+
+
+def single_image_latency(
+    model: keras.Model,
+    *,
+    repeats: int = 50,
+    method: str = "mnist_bench.predict",
+    peak_gflops: float | None = None,
+    pixels: np.ndarray | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Milliseconds per one-image call of `method`: three untimed calls, then `repeats` timed.
+
+    Returns an `entry` record (``images_per_s`` = 1000 / ``p50_ms``) plus ``p50_ms``,
+    ``p90_ms``, ``mean_ms`` and ``min_ms``.
+    """
+    workload = latency_workload(model, method=method, pixels=pixels, device=device)
+    for _ in range(3):  # tracing, then the first calls that still allocate
+        workload.run()
+    seconds = _timed(workload.run, repeats)
+    ms = 1000.0 * np.asarray(seconds)
+    return {
+        **entry(workload, seconds, peak_gflops=peak_gflops),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "mean_ms": float(ms.mean()),
+        "min_ms": float(ms.min()),
+    }
+
+
+def preprocess_throughput(
+    images: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    repeats: int = 5,
+    peak_gflops: float | None = None,
+) -> dict[str, Any]:
+    """Images/s of `preprocess_images` + `one_hot` over `images`, uint8 (N, 28, 28)."""
+    workload = preprocess_workload(images, labels)
+    return _measure(workload, repeats=repeats, peak_gflops=peak_gflops)
+
+
+def load_throughput(data_dir: str | Path | None = None, *, repeats: int = 3) -> dict[str, Any]:
+    """Images/s of `load_mnist` (70,000 images, verified). The warm-up load, untimed, fills
+    the OS file cache (and downloads into the loader's cache if `data_dir` is None and the
+    files are nowhere); the timed loads never download."""
+    load_mnist(data_dir)  # warm-up
+    workload = load_workload(data_dir)
+    return entry(workload, _timed(workload.run, repeats))
+
+
+# -- the whole suite ----------------------------------------------------------------------
+
+# ratio name -> (numerator benchmark, denominator benchmark, field compared). Every ratio
+# reads "the package's path is this many times faster than plain Keras".
+_RATIO_TEMPLATES = {
+    "train_mnist_bench_vs_keras_fit/{m}": (
+        "train/{m}/mnist_bench",
+        "train/{m}/keras",
+        "images_per_s",
+    ),
+    "predict_batched_vs_model_predict/{m}": (
+        "inference/{m}/mnist_bench.predict",
+        "inference/{m}/model.predict",
+        "images_per_s",
+    ),
+    "predict_single_p50_vs_model_predict/{m}": (
+        "latency/{m}/model.predict",  # a latency: the slower one goes on top
+        "latency/{m}/mnist_bench.predict",
+        "p50_ms",
+    ),
+}
+
+
+def ratios(benchmarks: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Speed-ups of the package's paths over plain Keras, from records of the same run.
+
+    Keys ``train_mnist_bench_vs_keras_fit/<model>`` (training images/s, package pipeline over
+    plain `model.fit`), ``predict_batched_vs_model_predict/<model>`` (batched images/s) and
+    ``predict_single_p50_vs_model_predict/<model>`` (one-image p50 of `model.predict` over
+    that of `mnist_bench.predict`). Above 1: the package is faster. Pairs not measured are
+    left out.
+    """
+    by_name = {b["name"]: b for b in benchmarks}
+    out = {}
+    for template, (top, bottom, key) in _RATIO_TEMPLATES.items():
+        for m in MODEL_NAMES:
+            a, b = by_name.get(top.format(m=m)), by_name.get(bottom.format(m=m))
+            if a is not None and b is not None:
+                out[template.format(m=m)] = float(a[key] / b[key])
+    return out
+
+
+def _suite(
+    sizes: Sizes,
+    peak_gflops: float,
+    data: MnistData,
+    data_dir: str | Path | None,
+    device: str | None,
+) -> Iterator[Callable[[], dict[str, Any]]]:
+    """The measurements of `run_benchmarks`, in order, each a call returning its record."""
+    common = {"peak_gflops": peak_gflops, "device": device}
+    for name, pipeline in itertools.product(MODEL_NAMES, PIPELINES):
+        yield partial(
+            train_throughput,
+            name,
+            steps=sizes.train_steps,
+            repeats=sizes.train_repeats,
+            pipeline=pipeline,
+            images=data.x_train,
+            labels=data.y_train,
+            **common,
+        )
+    for name in MODEL_NAMES:
+        with _on(device):
+            model = build_model(name)  # untrained: speed does not depend on the weights
+        for method in INFERENCE_METHODS:
+            yield partial(
+                inference_throughput,
+                model,
+                images=sizes.inference_images,
+                repeats=sizes.inference_repeats,
+                method=method,
+                pixels=data.x_test,
+                **common,
+            )
+        for method in INFERENCE_METHODS:
+            yield partial(
+                single_image_latency,
+                model,
+                repeats=sizes.latency_repeats,
+                method=method,
+                pixels=data.x_test,
+                **common,
+            )
+    yield partial(
+        preprocess_throughput,
+        data.x_train,
+        data.y_train,
+        repeats=sizes.preprocess_repeats,
+        peak_gflops=peak_gflops,
+    )
+    yield partial(load_throughput, data_dir, repeats=sizes.load_repeats)
+
+
+def run_benchmarks(
+    *,
+    data_dir: str | Path | None = None,
+    quick: bool = False,
+    device: str | None = None,
+    progress: Callable[[str, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Calibrate, then measure every benchmark and the ratios against plain Keras, in one run.
+
+    Parameters
+    ----------
+    data_dir : path, optional
+        MNIST folder (`load_mnist`'s search order when None). The real images feed every
+        benchmark; they are loaded before anything is timed.
+    quick : bool, default False
+        Every item tiny (`QUICK`): a smoke run of seconds per item; its figures are no results.
+    device : str, optional
+        TensorFlow device for the models and `tf.matmul`, e.g. ``"/CPU:0"`` on a GPU machine;
+        default placement when None. NumPy work (preprocessing, loading) runs on the CPU.
+    progress : callable, optional
+        Called as ``progress("peak", peak)`` after calibration, then as
+        ``progress("benchmark", record)`` when each record is done: for a live table.
+
+    Returns
+    -------
+    dict
+        ``device``, ``provenance``, ``peak`` (`matmul_peak`), ``benchmarks`` (`entry` records,
+        in order), ``ratios`` (`ratios`), ``quick``, ``sizes`` (`Sizes` as a dict) and
+        ``op_determinism`` (whether TensorFlow op determinism was on: it is process-wide).
+    """
+    notify = progress or (lambda kind, record: None)
+    sizes = QUICK if quick else FULL
+    peak = matmul_peak(sizes.matmul_n, repeats=sizes.matmul_repeats, device=device)
+    notify("peak", peak)
+    data = load_mnist(data_dir)  # may download; nothing is timed yet
+    records = []
+    for measure in _suite(sizes, peak["peak_gflops"], data, data_dir, device):
+        records.append(measure())
+        notify("benchmark", records[-1])
+    return {
+        "device": device_name(device),
+        "provenance": provenance(),
+        "peak": peak,
+        "benchmarks": records,
+        "ratios": ratios(records),
+        "quick": quick,
+        "sizes": asdict(sizes),
+        "op_determinism": op_determinism(),
+    }
+
+
+# -- reporting ----------------------------------------------------------------------------
+
+TABLE_HEADER = (
+    f"{'benchmark':<40} {'images/s':>10} {'p50 ms':>8} {'GFLOP/s':>8} {'of peak':>7} "
+    f"{'MFLOP/img':>9}"
+)
+
+
+def _cell(value: float | None, spec: str, width: int) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}{spec}}"
+
+
+def format_row(record: dict[str, Any]) -> str:
+    """One fixed-column row of `format_table` for one `entry` record."""
+    flops = record["flops_per_image"]
+    return " ".join(
+        [
+            f"{record['name']:<40}",
+            _cell(record["images_per_s"], ",.0f", 10),
+            _cell(record.get("p50_ms"), ".2f", 8),
+            _cell(record["gflops"], ".2f", 8),
+            _cell(record["peak_fraction"], ".3f", 7),
+            _cell(None if flops is None else flops / 1e6, ".4g", 9),
+        ]
+    )
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The benchmarks of `run_benchmarks`' result as a fixed-column table, one row each:
+    images/s, one-image p50 latency (ms, latency rows only), achieved GFLOP/s, fraction of
+    the measured peak, and FLOPs per image in millions (training rows: 3x forward)."""
+    return "\n".join([TABLE_HEADER, *(format_row(r) for r in result["benchmarks"])])
+
+
+def format_peak(peak: dict[str, Any]) -> str:
+    """One line: the calibrated peak and where it comes from."""
+    return (
+        f"peak {peak['peak_gflops']:.1f} GFLOP/s float32 ({peak['peak_source']}; "
+        f"{peak['n']}x{peak['n']} matmul: NumPy {peak['numpy_gflops']:.1f}, "
+        f"tf.matmul {peak['tf_gflops']:.1f})"
+    )
+
+
+def format_ratios(result: dict[str, Any]) -> str:
+    """The ratios of `run_benchmarks`' result, one per line; above 1x the package is faster."""
+    lines = ["speed-up over plain Keras, measured in this run (>1: mnist_bench faster):"]
+    lines += [f"  {name:<44} {value:>7.2f}x" for name, value in result["ratios"].items()]
+    return "\n".join(lines)
+
+
+def write_benchmarks(result: dict[str, Any], out_dir: str | Path = DEFAULT_OUT) -> Path:
+    """Write `result` to ``<out_dir>/<device-slug>.json`` atomically; return the path.
+
+    A quick run goes to ``<device-slug>-quick.json``, so a smoke run never replaces a
+    published full one.
+    """
+    stem = device_slug(result["device"]) + ("-quick" if result.get("quick") else "")
+    return write_json(Path(out_dir) / f"{stem}.json", result)

@@ -1,0 +1,350 @@
+"""Benchmarks (pytest-benchmark) of training, inference, preprocessing and loading, and tests
+of `mnist_bench.bench` and `mnist-bench bench`.
+
+    pytest tests/test_bench.py --benchmark-only   # the timings table; a few minutes on 2 cores
+    pytest --benchmark-disable tests              # each benchmark once, small: a smoke test
+    tox -e bench / tox -e bench-compare           # save a baseline / compare against it
+
+The benchmarks time the workloads `mnist-bench bench` times (`bench.*_workload`), warm-up
+rounds untimed, and record in `extra_info`: images_per_s (images per round / the median
+round), flops_per_image, gflops, peak_fraction (against the matmul peak, measured once per
+module and device) and device. GPU variants run under ``tf.device("/GPU:0")`` and are skipped
+when TensorFlow sees no GPU. Nothing here asserts a time: a loaded machine is slow, not wrong.
+"""
+
+import contextlib
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mnist_bench import MODEL_NAMES, bench, build_model, cli
+
+DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("gpu", id="gpu", marks=pytest.mark.gpu)]
+
+# Sizes per round: (smoke, timed). Smoke = --benchmark-disable, where each benchmark runs once.
+TRAIN_STEPS = {True: 1, False: 8}  # batches of 256: the epoch slice of one round
+INFERENCE_IMAGES = {True: 1024, False: 4096}  # batch 1024
+MATMUL_N = {True: 512, False: 2048}
+TRAIN_ROUNDS, INFERENCE_ROUNDS, LATENCY_ROUNDS, CPU_ROUNDS = 3, 3, 50, 5
+
+RESULT_KEYS = {"device", "provenance", "peak", "benchmarks", "ratios", "quick", "sizes"}
+RESULT_KEYS |= {"op_determinism"}
+EXPECTED_BENCHMARKS = {
+    *(f"train/{m}/{p}" for m in MODEL_NAMES for p in bench.PIPELINES),
+    *(f"{kind}/{m}/{method}" for kind in ("inference", "latency") for m in MODEL_NAMES
+      for method in bench.INFERENCE_METHODS),
+    "preprocess",
+    "load",
+}  # fmt: skip
+
+
+def _tf_device(kind: str) -> str:
+    """The TensorFlow device of a "cpu" or "gpu" variant; skips the GPU one without a GPU."""
+    if kind == "gpu":
+        if not tf.config.list_physical_devices("GPU"):
+            pytest.skip("no GPU visible to TensorFlow")
+        return "/GPU:0"
+    return "/CPU:0"
+
+
+@pytest.fixture(scope="module")
+def smoke(request: pytest.FixtureRequest) -> bool:
+    """True under --benchmark-disable: every benchmark runs once, so sizes shrink."""
+    config = request.config
+    return bool(config.getoption("benchmark_disable") and not config.getoption("benchmark_enable"))
+
+
+@pytest.fixture(scope="module")
+def peak(smoke: bool) -> Callable[[str], dict[str, Any]]:
+    """`peak(tf_device)`: `bench.matmul_peak` of that device, measured once per module."""
+    measured: dict[str, dict[str, Any]] = {}
+
+    def get(device: str) -> dict[str, Any]:
+        if device not in measured:
+            repeats = 2 if smoke else 5
+            measured[device] = bench.matmul_peak(MATMUL_N[smoke], repeats=repeats, device=device)
+        return measured[device]
+
+    return get
+
+
+def _record(benchmark: Any, workload: bench.Workload, peak: Callable, device: str) -> None:
+    """Fill `extra_info` from the benchmark's own stats (None under --benchmark-disable)."""
+    info: dict[str, Any] = {
+        "flops_per_image": workload.flops_per_image,
+        "device": workload.device,
+        "images_per_round": workload.images,
+        "op_determinism": bench.op_determinism(),  # on if a training ran earlier in the session
+        **workload.info,
+    }
+    if benchmark.stats:
+        top = peak(device)["peak_gflops"]  # measured after the rounds, never during them
+        record = bench.entry(workload, [benchmark.stats["median"]], peak_gflops=top)
+        info.update({k: record[k] for k in ("images_per_s", "gflops", "peak_fraction")})
+        info["peak_gflops"] = top
+    else:
+        info.update(images_per_s=None, gflops=None, peak_fraction=None)
+    benchmark.extra_info.update(info)
+
+
+# -- benchmarks ---------------------------------------------------------------------------
+
+
+def test_calibration_numpy_matmul(benchmark: Any, smoke: bool, peak: Callable) -> None:
+    n = MATMUL_N[smoke]
+    call, flops = bench.matmul_call(n, library="numpy")
+    benchmark.pedantic(call, rounds=CPU_ROUNDS, warmup_rounds=1)
+    gflops = flops / benchmark.stats["min"] / 1e9 if benchmark.stats else None  # best, as the peak
+    benchmark.extra_info.update(n=n, gflops=gflops, device=bench.device_name("/CPU:0"))
+    benchmark.extra_info["peak_gflops"] = peak("/CPU:0")["peak_gflops"]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_calibration_tf_matmul(benchmark: Any, device: str, smoke: bool, peak: Callable) -> None:
+    tf_device, n = _tf_device(device), MATMUL_N[smoke]
+    call, flops = bench.matmul_call(n, library="tf", device=tf_device)
+    benchmark.pedantic(call, rounds=CPU_ROUNDS, warmup_rounds=1)
+    gflops = flops / benchmark.stats["min"] / 1e9 if benchmark.stats else None
+    benchmark.extra_info.update(n=n, gflops=gflops, device=bench.device_name(tf_device))
+    benchmark.extra_info["peak_gflops"] = peak(tf_device)["peak_gflops"]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("pipeline", bench.PIPELINES)
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
+def test_train_throughput(
+    benchmark: Any, model_name: str, pipeline: str, device: str, smoke: bool, peak: Callable
+) -> None:
+    tf_device = _tf_device(device)
+    workload = bench.train_workload(
+        model_name, batch_size=256, steps=TRAIN_STEPS[smoke], pipeline=pipeline, device=tf_device
+    )
+    benchmark.pedantic(workload.run, rounds=TRAIN_ROUNDS, warmup_rounds=1)
+    _record(benchmark, workload, peak, tf_device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("method", bench.INFERENCE_METHODS)
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
+def test_inference_throughput(
+    benchmark: Any, model_name: str, method: str, device: str, smoke: bool, peak: Callable
+) -> None:
+    tf_device = _tf_device(device)
+    with tf.device(tf_device):
+        model = build_model(model_name)
+    workload = bench.inference_workload(
+        model, batch_size=1024, images=INFERENCE_IMAGES[smoke], method=method, device=tf_device
+    )
+    benchmark.pedantic(workload.run, rounds=INFERENCE_ROUNDS, warmup_rounds=1)
+    _record(benchmark, workload, peak, tf_device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("method", bench.INFERENCE_METHODS)
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
+def test_single_image_latency(
+    benchmark: Any, model_name: str, method: str, device: str, peak: Callable
+) -> None:
+    tf_device = _tf_device(device)
+    with tf.device(tf_device):
+        model = build_model(model_name)
+    workload = bench.latency_workload(model, method=method, device=tf_device)
+    benchmark.pedantic(workload.run, rounds=LATENCY_ROUNDS, warmup_rounds=3)
+    _record(benchmark, workload, peak, tf_device)
+    if benchmark.stats:
+        benchmark.extra_info["p50_ms"] = 1000 * benchmark.stats["median"]
+
+
+def test_preprocess_throughput(benchmark: Any, mnist: Any, peak: Callable) -> None:
+    workload = bench.preprocess_workload(mnist.x_train, mnist.y_train)
+    benchmark.pedantic(workload.run, rounds=CPU_ROUNDS, warmup_rounds=1)
+    _record(benchmark, workload, peak, "/CPU:0")
+
+
+def test_load_throughput(benchmark: Any, mnist_dir: Path, peak: Callable) -> None:
+    workload = bench.load_workload(mnist_dir)
+    benchmark.pedantic(workload.run, rounds=3, warmup_rounds=1)
+    _record(benchmark, workload, peak, "/CPU:0")
+
+
+# -- the library and the command ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchRun:
+    """One `mnist-bench bench --quick` run, with what `run_benchmarks` was called with and
+    returned (spied on), so the library's result and the command's output are checked from
+    the same run: a second quick run would double this file's time."""
+
+    code: int
+    out: str
+    err: str
+    out_dir: Path
+    kwargs: dict[str, Any]
+    result: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def quick_run(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> BenchRun:
+    out_dir = tmp_path_factory.mktemp("bench")
+    calls: list[tuple[dict, dict]] = []
+    real = bench.run_benchmarks
+
+    def spy(**kwargs: Any) -> dict[str, Any]:
+        calls.append((kwargs, real(**kwargs)))
+        return calls[-1][1]
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["bench", "--quick", "--out", str(out_dir), "--data", str(mnist_dir)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bench, "run_benchmarks", spy)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(argv)
+    assert len(calls) == 1, err.getvalue()
+    return BenchRun(code, out.getvalue(), err.getvalue(), out_dir, *calls[0])
+
+
+def test_run_benchmarks_quick_returns_every_benchmark(quick_run: BenchRun) -> None:
+    result = quick_run.result
+    assert quick_run.kwargs["quick"] is True
+    assert set(result) == RESULT_KEYS
+    assert result["quick"] is True
+    assert result["peak"]["peak_gflops"] == max(
+        result["peak"]["numpy_gflops"], result["peak"]["tf_gflops"]
+    )
+    assert result["peak"]["peak_gflops"] > 0
+    assert {b["name"] for b in result["benchmarks"]} == EXPECTED_BENCHMARKS
+    for record in result["benchmarks"]:
+        assert record["images_per_s"] > 0, record["name"]
+        assert record["device"], record["name"]
+        if record["name"] == "load":  # reading files: no FLOPs to speak of
+            assert record["flops_per_image"] is None
+        else:
+            assert record["flops_per_image"] > 0, record["name"]
+            assert record["gflops"] > 0 and record["peak_fraction"] > 0, record["name"]
+    assert len(result["ratios"]) == 3 * len(MODEL_NAMES)
+    assert all(value > 0 for value in result["ratios"].values())
+    json.dumps(result, allow_nan=False)  # what write_benchmarks stores
+
+
+def test_flops_per_image_follow_the_model(quick_run: BenchRun) -> None:
+    records = {b["name"]: b for b in quick_run.result["benchmarks"]}
+    for m in MODEL_NAMES:
+        forward = records[f"inference/{m}/model.predict"]["flops_per_image"]
+        assert records[f"train/{m}/keras"]["flops_per_image"] == 3 * forward
+        assert records[f"latency/{m}/mnist_bench.predict"]["flops_per_image"] == forward
+
+
+def test_format_table_has_one_row_per_benchmark(quick_run: BenchRun) -> None:
+    lines = bench.format_table(quick_run.result).splitlines()
+    assert lines[0] == bench.TABLE_HEADER
+    assert [line.split()[0] for line in lines[1:]] == [
+        b["name"] for b in quick_run.result["benchmarks"]
+    ]
+    assert len({len(line) for line in lines}) == 1  # fixed columns
+
+
+def test_write_benchmarks_writes_json_atomically(quick_run: BenchRun, tmp_path: Path) -> None:
+    result = {**quick_run.result, "quick": False}
+    path = bench.write_benchmarks(result, tmp_path)
+    assert path == tmp_path / f"{bench.device_slug(result['device'])}.json"
+    assert json.loads(path.read_text()) == json.loads(json.dumps(result))
+    with pytest.raises(TypeError):  # unserialisable: the file already there stays whole
+        bench.write_benchmarks({**result, "peak": object()}, tmp_path)
+    assert json.loads(path.read_text()) == json.loads(json.dumps(result))
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_cli_bench_quick_prints_device_peak_table_ratios(quick_run: BenchRun) -> None:
+    assert quick_run.code == 0, quick_run.err
+    result, out = quick_run.result, quick_run.out
+    assert out.startswith(f"device: {result['device']}\n{bench.format_peak(result['peak'])}\n")
+    assert bench.format_table(result) in out
+    assert bench.format_ratios(result) in out
+    written = quick_run.out_dir / f"{bench.device_slug(result['device'])}-quick.json"
+    assert out.endswith(f"wrote {written}\n")
+    assert json.loads(written.read_text())["benchmarks"] == json.loads(
+        json.dumps(result["benchmarks"])
+    )
+    assert quick_run.kwargs["data_dir"] is not None
+
+
+def test_cli_bench_no_write(
+    quick_run: BenchRun,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The flags' wiring only: the measurement itself is the quick run's, replayed.
+    seen = {}
+
+    def replay(**kwargs: Any) -> dict[str, Any]:
+        seen.update(kwargs)
+        for record in [quick_run.result["peak"], *quick_run.result["benchmarks"]]:
+            kwargs["progress"]("peak" if "peak_gflops" in record else "benchmark", record)
+        return quick_run.result
+
+    monkeypatch.setattr(bench, "run_benchmarks", replay)
+    assert cli.main(["bench", "--no-write", "--out", str(tmp_path / "out")]) == 0
+    assert seen["quick"] is False
+    assert bench.format_table(quick_run.result) in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def test_device_name_and_slug() -> None:
+    assert bench.device_name("/CPU:0").endswith("cpus)")
+    assert bench.device_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
+    assert bench.device_slug("AMD EPYC (2 cpus)") == "amd-epyc-2-cpus"
+    slug = bench.device_slug()
+    assert slug and all(c.isalnum() or c == "-" for c in slug) and slug == slug.lower()
+
+
+def test_entry_counts_median_gflops_and_peak_fraction() -> None:
+    workload = bench.Workload("w", lambda: None, 1000, 2_000_000, "cpu", {"model": "m"})
+    record = bench.entry(workload, [2.0, 1.0, 4.0], peak_gflops=10.0)
+    assert record["seconds"] == 2.0 and record["repeats"] == 3
+    assert record["images_per_s"] == 500.0
+    assert record["gflops"] == pytest.approx(1.0)  # 500 images/s x 2 MFLOP
+    assert record["peak_fraction"] == pytest.approx(0.1)
+    assert record["model"] == "m"
+    assert bench.entry(workload, [1.0])["peak_fraction"] is None
+    with pytest.raises(ValueError, match="at least one"):
+        bench.entry(workload, [])
+
+
+def test_ratios_read_as_speedups() -> None:
+    records = [
+        {"name": "train/seed/keras", "images_per_s": 100.0},
+        {"name": "train/seed/mnist_bench", "images_per_s": 150.0},
+        {"name": "latency/seed/model.predict", "p50_ms": 90.0},
+        {"name": "latency/seed/mnist_bench.predict", "p50_ms": 3.0},
+    ]
+    assert bench.ratios(records) == {
+        "train_mnist_bench_vs_keras_fit/seed": 1.5,
+        "predict_single_p50_vs_model_predict/seed": 30.0,
+    }
+
+
+def test_bad_choices_name_the_allowed_values() -> None:
+    with pytest.raises(ValueError, match="pipeline must be one of"):
+        bench.train_workload("seed", pipeline="torch")
+    with pytest.raises(ValueError, match="library must be one of"):
+        bench.matmul_call(8, library="cupy")
+    with pytest.raises(ValueError, match="method must be one of"):
+        bench.latency_workload(build_model("seed"), method="serve")
+
+
+def test_training_inputs_come_from_given_images() -> None:
+    images = np.zeros((10, 28, 28), np.uint8)
+    with pytest.raises(ValueError, match="need 256 images, got 10"):
+        bench.train_workload("seed", steps=1, images=images)
