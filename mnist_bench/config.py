@@ -107,7 +107,7 @@ class TrainConfig:
     @classmethod
     def from_json(cls, text_or_path: str | Path) -> TrainConfig:
         """Parse a config from a JSON string or a path to a JSON file."""
-        if isinstance(text_or_path, Path) or not str(text_or_path).lstrip().startswith("{"):
+        if isinstance(text_or_path, Path) or not str(text_or_path).lstrip().startswith(("{", "[")):
             path = Path(text_or_path)
             try:
                 text = path.read_text()

@@ -263,6 +263,11 @@ def _start_or_resume(out_dir: Path | None, model: keras.Model, config: TrainConf
             )
         if (out_dir / CHECKPOINT_FILE).exists():
             return _restore_checkpoint(out_dir, model)
+        if (out_dir / METRICS_FILE).exists():  # finished, but its final weights are gone
+            raise ValueError(
+                f"{out_dir / METRICS_FILE}: the run is finished but {CHECKPOINT_FILE} is missing, "
+                "so its weights cannot be restored; choose another output folder"
+            )
     else:
         write_json(config_path, config.to_dict())
     return []

@@ -270,6 +270,10 @@ def test_from_json_text_errors():
         TrainConfig.from_json('{"epochs": }')
     with pytest.raises(ValueError, match=re.escape("epochs must be >= 1, got 0")):
         TrainConfig.from_json('{"epochs": 0}')
+    with pytest.raises(
+        ValueError, match=re.escape("config JSON: expected a JSON object, got list")
+    ):
+        TrainConfig.from_json("[1]")
 
 
 @pytest.mark.parametrize(

@@ -264,3 +264,11 @@ def test_augmented_images_stay_images(small_xy, seed):
     ratio = out.sum(axis=(1, 2, 3)) / x[:32].sum(axis=(1, 2, 3))
     assert np.all((ratio > 0.75) & (ratio < 1.3)), ratio
     assert math.isfinite(float(out.sum()))
+
+
+def test_finished_run_without_checkpoint_is_refused(mnist, tmp_path):
+    config = tiny_config(epochs=1)
+    train(config, mnist, tmp_path)
+    (tmp_path / CHECKPOINT_FILE).unlink()
+    with pytest.raises(ValueError, match=r"metrics\.json: the run is finished but checkpoint"):
+        train(config, mnist, tmp_path)
