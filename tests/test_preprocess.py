@@ -48,6 +48,19 @@ def test_preprocess_other_dtypes_mean_the_same_pixels(x, dtype):
     np.testing.assert_array_equal(preprocess_images(x.astype(dtype)), preprocess_images(x))
 
 
+@settings(max_examples=50, deadline=None)
+@given(x=hnp.arrays(np.uint8, st.tuples(st.integers(0, 12), st.just(28), st.just(28))),
+       data=st.data())  # fmt: skip
+def test_preprocess_commutes_with_batching(x, data):
+    # Preprocessing a dataset in one go or batch by batch gives the same array, in order.
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(x)), max_size=4)))
+    pieces = [preprocess_images(part) for part in np.split(x, cuts)]
+    np.testing.assert_array_equal(np.concatenate(pieces), preprocess_images(x))
+    labels = data.draw(hnp.arrays(np.uint8, len(x), elements=st.integers(0, 9)))
+    parts = [one_hot(part) for part in np.split(labels, cuts)]
+    np.testing.assert_array_equal(np.concatenate(parts).reshape(-1, 10), one_hot(labels))
+
+
 def test_preprocess_does_not_modify_its_input():
     x = np.full((2, 28, 28), 200.0)
     preprocess_images(x)
