@@ -95,6 +95,13 @@ def test_published_model_reaches_the_target(published, published_report, request
     assert published_report.accuracy >= PUBLISHED_TARGET
 
 
+def test_published_h5_and_keras_hold_the_published_weights(published):
+    keras_model = load_model(RESULTS / "model.keras")
+    h5_model = load_model(RESULTS / "network_for_mnist.h5")
+    assert weights_digest(keras_model) == published["published"]["weights_digest"]
+    assert weights_digest(h5_model) == published["published"]["weights_digest"]
+
+
 @pytest.mark.slow
 def test_reference_recipe_reproduces_published_run(published, mnist, tmp_path, request):
     entry, target = published["published"], published["targets"]["published"]
