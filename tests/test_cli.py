@@ -17,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pytest
+from file_factories import bytes_file
 from PIL import Image
 
 import mnist_bench
@@ -340,16 +341,6 @@ def test_predict_on_a_saved_mnist_digit_matches_the_library(
     ]
 
 
-def _bytes_file(name: str, content: bytes | None):
-    def make(tmp: Path) -> Path:
-        path = tmp / name
-        if content is not None:
-            path.write_bytes(content)
-        return path
-
-    return make
-
-
 def _npy_file(name: str, array: np.ndarray):
     def make(tmp: Path) -> Path:
         np.save(tmp / name, array)
@@ -366,10 +357,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # (how the bad image is made, what the message says besides the file name)
 BAD_IMAGES = {
-    "missing": (_bytes_file("missing.png", None), "cannot read image"),
-    "empty": (_bytes_file("empty.png", b""), "cannot read image"),
-    "corrupt-png": (_bytes_file("corrupt.png", PNG_SIGNATURE + b"\x00" * 64), "cannot read image"),
-    "text-as-jpg": (_bytes_file("note.jpg", b"a digit, honest\n"), "cannot read image"),
+    "missing": (bytes_file("missing.png", None), "cannot read image"),
+    "empty": (bytes_file("empty.png", b""), "cannot read image"),
+    "corrupt-png": (bytes_file("corrupt.png", PNG_SIGNATURE + b"\x00" * 64), "cannot read image"),
+    "text-as-jpg": (bytes_file("note.jpg", b"a digit, honest\n"), "cannot read image"),
     "npy-3d-wrong-channels": (_npy_file("a.npy", np.ones((3, 5, 2))), "got (3, 5, 2)"),
     "npy-batch": (_npy_file("b.npy", np.zeros((2, 28, 28), np.uint8)), "got (2, 28, 28)"),
     "npy-1d": (_npy_file("c.npy", np.zeros(784, np.uint8)), "got (784,)"),
@@ -390,8 +381,8 @@ def test_predict_bad_image_is_bad_input(cli, tiny_run, tmp_path, good_digit, mak
 
 BAD_MODELS = {
     "missing": (lambda tmp: tmp / "no_model", "no such model file"),
-    "txt-file": (_bytes_file("model.txt", b"weights\n"), "not a model file"),
-    "text-as-keras": (_bytes_file("model.keras", b"weights\n"), "not a readable Keras model"),
+    "txt-file": (bytes_file("model.txt", b"weights\n"), "not a model file"),
+    "text-as-keras": (bytes_file("model.keras", b"weights\n"), "not a readable Keras model"),
     "empty-folder": (lambda tmp: tmp / "empty", "folder holds neither"),
 }
 

@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 import pytest
+from file_factories import bytes_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from keras import layers
@@ -235,32 +236,22 @@ def test_saved_files_keep_the_optimizer(trained, name):
         assert all(np.array_equal(a, b) for a, b in zip(saved_state, state, strict=True))
 
 
-def _write(name: str, content: bytes | None):
-    def make(tmp: Path) -> Path:
-        path = tmp / name
-        if content is not None:
-            path.write_bytes(content)
-        return path
-
-    return make
-
-
 _RANDOM_BYTES = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
 
 # (how the bad path is made, what the message says besides the path)
 BAD_MODEL_PATHS = {
-    "missing-file": (_write("missing.keras", None), "no such model file"),
-    "missing-folder": (_write("no_such_folder", None), "no such model file"),
+    "missing-file": (bytes_file("missing.keras", None), "no such model file"),
+    "missing-folder": (bytes_file("no_such_folder", None), "no such model file"),
     "folder-without-models": (
         lambda tmp: tmp,
         "folder holds neither model.keras nor network_for_mnist.h5",
     ),
-    "txt-file": (_write("model.txt", b"not a model\n"), "expected a .keras or .h5 file"),
-    "corrupt-keras": (_write("model.keras", _RANDOM_BYTES), "not a readable Keras model"),
-    "corrupt-h5": (_write("model.h5", _RANDOM_BYTES), "not a readable Keras model"),
-    "empty-keras": (_write("model.keras", b""), "not a readable Keras model"),
+    "txt-file": (bytes_file("model.txt", b"not a model\n"), "expected a .keras or .h5 file"),
+    "corrupt-keras": (bytes_file("model.keras", _RANDOM_BYTES), "not a readable Keras model"),
+    "corrupt-h5": (bytes_file("model.h5", _RANDOM_BYTES), "not a readable Keras model"),
+    "empty-keras": (bytes_file("model.keras", b""), "not a readable Keras model"),
     "text-as-keras-in-folder": (
-        lambda tmp: _write(KERAS, b"hello\n")(tmp).parent,
+        lambda tmp: bytes_file(KERAS, b"hello\n")(tmp).parent,
         "not a readable Keras model",
     ),
 }
