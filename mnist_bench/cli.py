@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import MODEL_CHOICES, SCHEDULE_CHOICES, VALIDATION_CHOICES, TrainConfig
+from .config import (
+    MODEL_CHOICES,
+    SCHEDULE_CHOICES,
+    STRATEGY_CHOICES,
+    VALIDATION_CHOICES,
+    TrainConfig,
+)
 from .data import MnistData, load_mnist
 
 if TYPE_CHECKING:
@@ -176,6 +182,7 @@ _TRAIN_FLAGS = {
     "holdout_size": "holdout_size",
     "train_subset": "train_subset",
     "deterministic": "deterministic",
+    "strategy": "strategy",
 }
 
 
@@ -276,6 +283,13 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="TensorFlow op determinism (default: on)",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=STRATEGY_CHOICES,
+        default=None,
+        help="'mirrored': data-parallel over every GPU (or logical CPU device), the batch "
+        "split between them (default: one device)",
     )
     p.set_defaults(func=_cmd_train)
 

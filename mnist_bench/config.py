@@ -17,6 +17,7 @@ from typing import Any
 MODEL_CHOICES = ("seed", "reference")
 SCHEDULE_CHOICES = ("constant", "cosine")
 VALIDATION_CHOICES = ("test", "holdout")
+STRATEGY_CHOICES = ("default", "mirrored")
 N_TRAIN = 60_000  # images in the MNIST training file
 MAX_SEED = 2**32 - 1  # keras.utils.set_random_seed (NumPy's legacy seed) takes 0..2**32 - 1
 
@@ -41,12 +42,16 @@ class TrainConfig:
     holdout_size: int = 10_000  # images held out of the 60k when validation == "holdout"
     train_subset: int | None = None  # use only the first N training images (quick runs)
     deterministic: bool = True  # TensorFlow op determinism (bit-identical reruns)
+    # "default": one device. "mirrored": tf.distribute.MirroredStrategy over every GPU (or
+    # every logical CPU device when there is no GPU), batch_size split evenly between them.
+    strategy: str = "default"
     extra: dict[str, Any] = field(default_factory=dict, compare=True)  # free-form notes
 
     def __post_init__(self) -> None:
         _check_choice("model", self.model, MODEL_CHOICES)
         _check_choice("lr_schedule", self.lr_schedule, SCHEDULE_CHOICES)
         _check_choice("validation", self.validation, VALIDATION_CHOICES)
+        _check_choice("strategy", self.strategy, STRATEGY_CHOICES)
         _check_int("seed", self.seed, low=0, high=MAX_SEED)
         _check_int("epochs", self.epochs, low=1)
         _check_int("batch_size", self.batch_size, low=1)

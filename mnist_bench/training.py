@@ -103,6 +103,25 @@ def _stream_key(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
+def distribution_strategy(name: str) -> tf.distribute.Strategy:
+    """The `tf.distribute` strategy for `TrainConfig.strategy`.
+
+    ``"default"``: TensorFlow's default strategy (one device, nothing distributed).
+    ``"mirrored"``: `tf.distribute.MirroredStrategy`, one replica per GPU; without a GPU, one
+    per logical CPU device (see `tf.config.set_logical_device_configuration`), which is how
+    the tests exercise it on a CPU-only machine. Each step splits the global batch evenly
+    between the replicas and all-reduces their gradients into the gradient of the mean loss
+    over the whole batch, so the recipe's batch size and learning rate keep their meaning;
+    batch-norm statistics are then per replica (each sees batch_size / replicas images).
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    raise ValueError(f"unknown strategy {name!r}; choose 'default' or 'mirrored'")
+
+
 # -- data ---------------------------------------------------------------------------------
 
 
@@ -349,10 +368,12 @@ def train(
         (preprocess_images(split.x_val), one_hot(split.y_val))
     ).batch(VAL_BATCH)
 
-    model = build_model(config.model)
-    compile_model(model, config, steps_per_epoch=math.ceil(len(x_train) / config.batch_size))
     out = Path(out_dir) if out_dir is not None else None
-    history = _start_or_resume(out, model, config)
+    strategy = distribution_strategy(config.strategy)
+    with strategy.scope():  # variables (model and optimizer) are created on every replica
+        model = build_model(config.model)
+        compile_model(model, config, steps_per_epoch=math.ceil(len(x_train) / config.batch_size))
+        history = _start_or_resume(out, model, config)
 
     for epoch in range(len(history), config.epochs):
         history.append(train_one_epoch(model, x_train, y_train, val, config, epoch))
@@ -391,6 +412,7 @@ def _final_metrics(
         "test": {k: v for k, v in report.to_dict().items() if k != "predicted"},
         "weights_digest": weights_digest(model),
         "params": int(model.count_params()),
+        "replicas": int(model.distribute_strategy.num_replicas_in_sync),
         "flops_per_image": model_flops(model),
         "epoch_seconds": [row["seconds"] for row in history],
         "wall_seconds_this_call": wall,  # excludes epochs done before a resume

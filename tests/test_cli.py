@@ -188,6 +188,7 @@ def test_train_flags_map_onto_config_fields(
         "--validation": "holdout",
         "--holdout-size": "500",
         "--train-subset": "256",
+        "--strategy": "mirrored",
     }
     argv = ["train", "--config", tmp_path / "start.json", "--out", tmp_path / "run"]
     argv += ["--data", mnist_dir]
@@ -208,6 +209,7 @@ def test_train_flags_map_onto_config_fields(
         holdout_size=500,
         train_subset=256,
         deterministic=False,
+        strategy="mirrored",
     )
     assert TrainConfig.from_json(tmp_path / "run" / "config.json") == expected
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

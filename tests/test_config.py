@@ -59,6 +59,7 @@ def valid_configs(draw: st.DrawFn) -> TrainConfig:
         holdout_size=holdout_size,
         train_subset=draw(st.none() | st.integers(1, available)),
         deterministic=draw(st.booleans()),
+        strategy=draw(st.sampled_from(["default", "mirrored"])),
         extra=draw(st.dictionaries(st.text(max_size=8), json_values(), max_size=3)),
     )
 
@@ -133,6 +134,7 @@ INVALID = [
     ("zoom", 1.0, "zoom must be in [0.0, 1.0), got 1.0"),
     ("augment", 1, "augment must be true or false, got 1"),
     ("deterministic", "yes", "deterministic must be true or false, got 'yes'"),
+    ("strategy", "tpu", "strategy must be one of ['default', 'mirrored'], got 'tpu'"),
     ("extra", [], "extra must be a dict, got list"),
     ("extra", {"a": (1, 2)}, "extra must hold only JSON values"),
     ("extra", {1: "a"}, "extra must hold only JSON values"),
