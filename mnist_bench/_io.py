@@ -55,3 +55,32 @@ def read_json(path: str | Path) -> Any:
         raise ValueError(f"{path}: cannot read: {exc.strerror}") from exc
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON: {exc}") from exc
+
+
+def read_marked(path: str | Path, begin: str, end: str, what: str) -> str:
+    """The text of `path`, once it is known to hold exactly one `begin` marker followed by one
+    `end` marker. Raises ``ValueError`` naming the file and `what` goes between otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror}") from exc
+    if text.count(begin) != 1 or text.count(end) != 1 or text.find(end) < text.find(begin):
+        raise ValueError(
+            f"{path}: needs exactly one {begin} followed by one {end} to place {what} between"
+        )
+    return text
+
+
+def replace_marked(path: str | Path, begin: str, end: str, body: str, what: str) -> bool:
+    """Replace the text between the `begin` and `end` markers of `path` with `body`, leaving
+    the rest of the file as it is; atomically. Returns whether the file changed."""
+    text = read_marked(path, begin, end, what)
+    head, rest = text.split(begin)
+    _, tail = rest.split(end)
+    new = f"{head}{begin}\n{body}\n{end}{tail}"
+    if new == text:
+        return False
+    with atomic_path(path) as tmp:
+        tmp.write_text(new)
+    return True

@@ -496,6 +496,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     _start_tensorflow()
     from . import bench
 
+    if args.report:  # render only
+        return _bench_readme(bench, args)
+
     def show(kind: str, record: dict[str, Any]) -> None:  # a live table, one row per result
         if kind == "peak":
             print(f"device: {record['device']}")
@@ -509,6 +512,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     print(bench.format_ratios(result))
     if not args.no_write:
         print(f"wrote {bench.write_benchmarks(result, args.out)}")
+    return _bench_readme(bench, args)
+
+
+def _bench_readme(bench: Any, args: argparse.Namespace) -> int:
+    if args.readme is None:
+        if args.report:
+            print("mnist-bench bench: --report needs --readme FILE", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return EXIT_OK
+    results = Path(args.out).parent  # results/benchmarks -> results (metrics.json)
+    try:
+        changed = bench.update_readme_performance(args.readme, results)
+    except ValueError as exc:
+        print(f"mnist-bench bench: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"{args.readme}: performance section {'updated' if changed else 'already up to date'}")
     return EXIT_OK
 
 
@@ -534,6 +553,17 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help=f"MNIST folder (default: ${DATA_ENV}, then cache)")
     p.add_argument(
         "--no-write", action="store_true", help="print only, write no JSON (default: write)"
+    )
+    p.add_argument(
+        "--readme",
+        default=None,
+        help="regenerate the performance section between the markers in this file from the "
+        "benchmark files in --out and the metrics.json beside that folder (default: none)",
+    )
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="measure nothing: only regenerate --readme from the files already written",
     )
     p.set_defaults(func=_cmd_bench)
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._io import atomic_path, read_json, write_json
+from ._io import atomic_path, read_json, read_marked, replace_marked, write_json
 from .config import TrainConfig
 from .evaluation import evaluate, predict
 from .models import H5_NAME, KERAS_NAME, load_model
@@ -540,18 +540,7 @@ def check_readme(readme_path: str | Path) -> str:
     """The text of `readme_path`, once it is known to hold exactly one ``<!-- results-table
     -->`` followed by one ``<!-- /results-table -->``. Raises ``ValueError`` naming the file
     otherwise (the CLI calls this before training, not hours later)."""
-    path = Path(readme_path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read: {exc.strerror}") from exc
-    begin, end = text.find(README_BEGIN), text.find(README_END)
-    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1 or end < begin:
-        raise ValueError(
-            f"{path}: needs exactly one {README_BEGIN} followed by one {README_END} "
-            "to place the results table between"
-        )
-    return text
+    return read_marked(readme_path, README_BEGIN, README_END, "the results table")
 
 
 def update_readme(readme_path: str | Path, metrics: dict) -> bool:
@@ -561,12 +550,5 @@ def update_readme(readme_path: str | Path, metrics: dict) -> bool:
     Returns whether the file changed. Raises ``ValueError`` naming the file when it cannot be
     read or does not hold exactly one pair of markers, in that order.
     """
-    text = check_readme(readme_path)
-    head, rest = text.split(README_BEGIN)
-    _, tail = rest.split(README_END)
-    new = f"{head}{README_BEGIN}\n{results_table(metrics)}\n{README_END}{tail}"
-    if new == text:
-        return False
-    with atomic_path(readme_path) as tmp:
-        tmp.write_text(new)
-    return True
+    body = results_table(metrics)
+    return replace_marked(readme_path, README_BEGIN, README_END, body, "the results table")

@@ -13,6 +13,7 @@ when TensorFlow sees no GPU. Nothing here asserts a time: a loaded machine is sl
 """
 
 import contextlib
+import copy
 import io
 import json
 from collections.abc import Callable
@@ -25,6 +26,8 @@ import pytest
 import tensorflow as tf
 
 from mnist_bench import MODEL_NAMES, bench, build_model, cli
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("gpu", id="gpu", marks=pytest.mark.gpu)]
 
@@ -348,3 +351,65 @@ def test_training_inputs_come_from_given_images() -> None:
     images = np.zeros((10, 28, 28), np.uint8)
     with pytest.raises(ValueError, match="need 256 images, got 10"):
         bench.train_workload("seed", steps=1, images=images)
+
+
+# -- the README's performance section -----------------------------------------------------
+
+
+def _goal_cells(section: str, label: str) -> list[list[str]]:
+    """The cells of every goal row of `section` whose label is `label`."""
+    rows = [line.strip("|").split(" | ") for line in section.splitlines() if line.startswith("|")]
+    return [[c.strip() for c in row] for row in rows if row[0].strip() == label]
+
+
+def test_performance_section_judges_each_goal_from_the_files(quick_run: BenchRun) -> None:
+    result = copy.deepcopy(quick_run.result)
+    by_name = {b["name"]: b for b in result["benchmarks"]}
+    by_name["train/reference/mnist_bench"]["peak_fraction"] = 0.61  # just over 0.6
+    by_name["latency/reference/mnist_bench.predict"]["p50_ms"] = 1.2  # over 1 ms
+    result["ratios"]["predict_batched_vs_model_predict/reference"] = 2.0  # exactly the goal
+    section = bench.performance_section([result], None)
+    verdicts = {
+        "training, reference, fraction of peak": ("0.61", "yes"),
+        "`mnist_bench.predict`, one image, p50 ms, reference": ("1.2", "**no**"),
+        "batched inference over `model.predict`, reference": ("2x", "yes"),
+    }
+    for label, (measured, met) in verdicts.items():
+        [cells] = _goal_cells(section, label)
+        assert cells[2:4] == [measured, met], cells
+    for record in result["benchmarks"]:  # one table row per benchmark
+        assert f"| {record['name']} | " in section
+    assert "not yet run" in _goal_cells(section, "30-epoch reference, 2 CPU cores")[0]
+
+
+def test_performance_section_without_files_says_so() -> None:
+    section = bench.performance_section([], None)
+    assert "No benchmark file is published" in section
+    assert _goal_cells(section, "training, reference, fraction of peak")[0][2] == "not measured"
+    assert "no reference run validated on the test set" in section
+
+
+def test_readme_performance_section_matches_the_published_files() -> None:
+    """README.md's generated section is what the committed results/ files render to."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split(bench.PERF_BEGIN)[1].split(bench.PERF_END)[0].strip("\n")
+    metrics = json.loads((REPO_ROOT / "results" / "metrics.json").read_text())
+    files = bench.published_benchmarks(REPO_ROOT / "results" / "benchmarks")
+    assert section == bench.performance_section(files, metrics), (
+        "README.md is stale: run `mnist-bench bench --report --readme README.md`"
+    )
+
+
+def test_cli_bench_report_rewrites_only_the_readme_section(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{bench.PERF_BEGIN}\nold\n{bench.PERF_END}\nend\n")
+    (tmp_path / "benchmarks").mkdir()
+    argv = ["bench", "--report", "--readme", str(readme), "--out", str(tmp_path / "benchmarks")]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(argv) == 0
+    expected = bench.performance_section([], None)
+    assert readme.read_text() == f"intro\n{bench.PERF_BEGIN}\n{expected}\n{bench.PERF_END}\nend\n"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert cli.main(["bench", "--report"]) == 2
+    assert "--report needs --readme" in err.getvalue()

@@ -421,3 +421,14 @@ def test_cli_readme_without_markers_fails_before_training(run_cli, tmp_path):
     code, out, err = run_cli("reproduce", "--seeds", "1", "--epochs", "1", *argv)
     assert code == 2 and f"{readme}: needs exactly one" in err
     assert out == "" and not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
+
+
+def test_readme_results_table_matches_the_published_metrics():
+    """README.md's table is what the committed results/metrics.json renders to."""
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    table = readme.split(README_BEGIN)[1].split(README_END)[0].strip("\n")
+    metrics = json.loads((root / "results" / "metrics.json").read_text())
+    assert table == results_table(metrics), (
+        "README.md is stale: run `mnist-bench reproduce --check --readme README.md`"
+    )
