@@ -504,6 +504,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             print(f"device: {record['device']}")
             print(bench.format_peak(record))
             print(bench.TABLE_HEADER, flush=True)
+        elif kind == "profile":
+            print(bench.format_profile(record), flush=True)
         else:
             print(bench.format_row(record), flush=True)
 

@@ -16,6 +16,7 @@ import contextlib
 import copy
 import io
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ MATMUL_N = {True: 512, False: 2048}
 TRAIN_ROUNDS, INFERENCE_ROUNDS, LATENCY_ROUNDS, CPU_ROUNDS = 3, 3, 50, 5
 
 RESULT_KEYS = {"device", "provenance", "peak", "benchmarks", "ratios", "quick", "sizes"}
-RESULT_KEYS |= {"op_determinism"}
+RESULT_KEYS |= {"op_determinism", "profile"}
 EXPECTED_BENCHMARKS = {
     *(f"train/{m}/{p}" for m in MODEL_NAMES for p in bench.PIPELINES),
     *(f"{kind}/{m}/{method}" for kind in ("inference", "latency") for m in MODEL_NAMES
@@ -237,6 +238,20 @@ def test_run_benchmarks_quick_returns_every_benchmark(quick_run: BenchRun) -> No
     json.dumps(result, allow_nan=False)  # what write_benchmarks stores
 
 
+def test_profile_splits_the_training_time_by_op_type(quick_run: BenchRun) -> None:
+    profile = quick_run.result["profile"]
+    assert profile["model"] == "reference" and profile["wall_seconds"] > 0
+    ops = profile["op_seconds"]
+    # A conv net's training runs its convolutions forward and both ways backward.
+    assert {"Conv2D", "Conv2DBackpropFilter", "Conv2DBackpropInput", "MatMul"} <= set(ops)
+    assert all(seconds >= 0 for seconds in ops.values())
+    shares = [row["share"] for row in profile["top"]]
+    assert math.isclose(sum(shares), 1.0, rel_tol=1e-9)
+    assert shares[:-1] == sorted(shares[:-1], reverse=True)  # ranked, "other" last
+    assert profile["top"][-1]["op"] == "other"
+    assert "where training time goes" in quick_run.out
+
+
 def test_flops_per_image_follow_the_model(quick_run: BenchRun) -> None:
     records = {b["name"]: b for b in quick_run.result["benchmarks"]}
     for m in MODEL_NAMES:
@@ -379,6 +394,8 @@ def test_performance_section_judges_each_goal_from_the_files(quick_run: BenchRun
         assert cells[2:4] == [measured, met], cells
     for record in result["benchmarks"]:  # one table row per benchmark
         assert f"| {record['name']} | " in section
+    for row in result["profile"]["top"]:  # and the op-type profile
+        assert f"| {row['op']} | {row['share']:.1%} |" in section
     assert "not yet run" in _goal_cells(section, "30-epoch reference, 2 CPU cores")[0]
 
 
