@@ -178,12 +178,26 @@ _TRAIN_FLAGS = {
     "warmup_epochs": "warmup_epochs",
     "label_smoothing": "label_smoothing",
     "augment": "augment",
+    "rotation_deg": "rotation_deg",
+    "shift_px": "shift_px",
+    "zoom": "zoom",
+    "model_options": "model_options",
     "validation": "validation",
     "holdout_size": "holdout_size",
     "train_subset": "train_subset",
     "deterministic": "deterministic",
     "strategy": "strategy",
 }
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
 
 
 def _resolve_config(args: argparse.Namespace) -> TrainConfig:
@@ -237,6 +251,14 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="architecture and its recipe (default: reference)",
     )
+    p.add_argument(
+        "--model-options",
+        type=_json_object,
+        default=None,
+        metavar="JSON",
+        help="architecture options as a JSON object, e.g. '{\"widths\": [48, 96, 192]}' "
+        "(default: recipe's)",
+    )
     p.add_argument("--config", default=None, help="a config.json to start from (default: none)")
     p.add_argument("--out", required=True, help="output folder; resumed if it holds the same run")
     p.add_argument("--data", default=None, help=f"MNIST folder (default: ${DATA_ENV}, then cache)")
@@ -264,6 +286,21 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="random rotation/shift/zoom of training images (default: recipe's)",
+    )
+    p.add_argument(
+        "--rotation-deg",
+        type=float,
+        default=None,
+        help="max |rotation|, degrees (default: recipe's)",
+    )
+    p.add_argument(
+        "--shift-px",
+        type=float,
+        default=None,
+        help="max |shift| per axis, pixels (default: recipe's)",
+    )
+    p.add_argument(
+        "--zoom", type=float, default=None, help="max |relative scale change| (default: recipe's)"
     )
     p.add_argument(
         "--validation",

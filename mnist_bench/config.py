@@ -15,6 +15,12 @@ from pathlib import Path
 from typing import Any
 
 MODEL_CHOICES = ("seed", "reference")
+# The keyword options of each architecture's builder (models.build_model(name, **options));
+# kept here so a typo fails when the config is made, not minutes later at build time.
+MODEL_OPTIONS = {
+    "seed": (),
+    "reference": ("widths", "convs_per_stage", "dense_units", "dropout"),
+}
 SCHEDULE_CHOICES = ("constant", "cosine")
 VALIDATION_CHOICES = ("test", "holdout")
 STRATEGY_CHOICES = ("default", "mirrored")
@@ -27,6 +33,7 @@ class TrainConfig:
     """Every tunable of one training run. Units and allowed values are beside each field."""
 
     model: str = "reference"  # architecture, one of MODEL_CHOICES
+    model_options: dict[str, Any] = field(default_factory=dict)  # builder keywords, MODEL_OPTIONS
     seed: int = 0  # the one seed: weights init, data order, dropout, augmentation
     epochs: int = 30  # full passes over the training images (the seed's 30)
     batch_size: int = 256  # images per optimizer step (the seed's 256)
@@ -49,6 +56,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_choice("model", self.model, MODEL_CHOICES)
+        _check_model_options(self.model, self.model_options)
         _check_choice("lr_schedule", self.lr_schedule, SCHEDULE_CHOICES)
         _check_choice("validation", self.validation, VALIDATION_CHOICES)
         _check_choice("strategy", self.strategy, STRATEGY_CHOICES)
@@ -187,6 +195,16 @@ def _check_range(
         lo = f"({low}" if low_open else f"[{low}"
         hi = "inf)" if high is None else (f"{high})" if high_open else f"{high}]")
         raise ValueError(f"{name} must be in {lo}, {hi}, got {value}")
+
+
+def _check_model_options(model: str, options: Any) -> None:
+    if not isinstance(options, dict):
+        raise ValueError(f"model_options must be a dict, got {type(options).__name__}")
+    unknown = sorted(set(options) - set(MODEL_OPTIONS[model]))
+    if unknown:
+        allowed = list(MODEL_OPTIONS[model]) or "none"
+        raise ValueError(f"unknown model_options {unknown} for model {model!r}; allowed: {allowed}")
+    _check_json_round_trip("model_options", options)
 
 
 def _check_json_round_trip(name: str, value: Any) -> None:

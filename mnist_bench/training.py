@@ -371,7 +371,7 @@ def train(
     out = Path(out_dir) if out_dir is not None else None
     strategy = distribution_strategy(config.strategy)
     with strategy.scope():  # variables (model and optimizer) are created on every replica
-        model = build_model(config.model)
+        model = build_model(config.model, **config.model_options)
         compile_model(model, config, steps_per_epoch=math.ceil(len(x_train) / config.batch_size))
         history = _start_or_resume(out, model, config)
 

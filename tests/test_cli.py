@@ -178,6 +178,8 @@ def test_train_flags_map_onto_config_fields(
     start = TrainConfig.recipe("seed", augment=True, extra={"from": "--config"})
     start.to_json(tmp_path / "start.json")
     flags = {
+        "--model": "reference",
+        "--model-options": '{"widths": [8, 16, 24], "dense_units": 32}',
         "--seed": "3",
         "--epochs": "1",
         "--batch-size": "128",
@@ -186,6 +188,9 @@ def test_train_flags_map_onto_config_fields(
         "--warmup-epochs": "0.5",
         "--label-smoothing": "0.1",
         "--validation": "holdout",
+        "--rotation-deg": "5",
+        "--shift-px": "1.5",
+        "--zoom": "0.05",
         "--holdout-size": "500",
         "--train-subset": "256",
         "--strategy": "mirrored",
@@ -197,6 +202,11 @@ def test_train_flags_map_onto_config_fields(
     assert result.code == 0, result.err
 
     expected = start.replace(
+        model="reference",
+        model_options={"widths": [8, 16, 24], "dense_units": 32},
+        rotation_deg=5.0,
+        shift_px=1.5,
+        zoom=0.05,
         seed=3,
         epochs=1,
         batch_size=128,
@@ -227,6 +237,8 @@ def test_train_flags_map_onto_config_fields(
         (["--train-subset", "70000"], "train_subset must be in [1, 60000], got 70000"),
         (["--label-smoothing", "1"], "label_smoothing must be in [0.0, 1.0), got 1.0"),
         (["--seed", "-1"], "seed must be in [0, 4294967295], got -1"),
+        (["--zoom", "1"], "zoom must be in [0.0, 1.0), got 1.0"),
+        (["--model-options", '{"width": 8}'], "unknown model_options ['width'] for model 'seed'"),
     ],
 )
 def test_train_invalid_flag_value_is_bad_input(cli, tmp_path, flags, message):
@@ -410,6 +422,8 @@ def test_bad_model_is_bad_input(cli, tmp_path, good_digit, command, make, messag
         (["train", "--out", "x", "--epochz", "3"], "unrecognized arguments: --epochz 3"),
         (["train", "--model", "vgg", "--out", "x"], "invalid choice: 'vgg'"),
         (["train", "--epochs", "two", "--out", "x"], "invalid int value: 'two'"),
+        (["train", "--model-options", "{widths", "--out", "x"], "not valid JSON"),
+        (["train", "--model-options", "[8]", "--out", "x"], "expected a JSON object"),
         (["train", "--model", "seed"], "the following arguments are required: --out"),
         (["predict", "model.keras"], "the following arguments are required: images"),
         (["data", "verify", "--fast"], "unrecognized arguments: --fast"),

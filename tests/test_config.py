@@ -35,6 +35,20 @@ def _floats(low: float, high: float, **exclude: bool) -> st.SearchStrategy:
     return st.floats(low, high, allow_nan=False, allow_infinity=False, **exclude)
 
 
+def reference_options() -> st.SearchStrategy[dict]:
+    """`model_options` of the reference architecture: any subset of its keywords, in range."""
+    three_ints = st.lists(st.integers(1, 512), min_size=3, max_size=3)
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "widths": three_ints,
+            "convs_per_stage": three_ints,
+            "dense_units": st.integers(1, 4096),
+            "dropout": _floats(0.0, 1.0, exclude_max=True),
+        },
+    )
+
+
 @st.composite
 def valid_configs(draw: st.DrawFn) -> TrainConfig:
     """A `TrainConfig` with every field drawn from its whole documented range."""
@@ -42,8 +56,10 @@ def valid_configs(draw: st.DrawFn) -> TrainConfig:
     validation = draw(st.sampled_from(["test", "holdout"]))
     holdout_size = draw(st.integers(1, 59_999))
     available = 60_000 - (holdout_size if validation == "holdout" else 0)  # left to train on
+    model = draw(st.sampled_from(["seed", "reference"]))
     return TrainConfig(
-        model=draw(st.sampled_from(["seed", "reference"])),
+        model=model,
+        model_options=draw(reference_options() if model == "reference" else st.just({})),
         seed=draw(st.integers(0, 2**32 - 1)),
         epochs=epochs,
         batch_size=draw(st.integers(1, 100_000)),
@@ -135,6 +151,8 @@ INVALID = [
     ("augment", 1, "augment must be true or false, got 1"),
     ("deterministic", "yes", "deterministic must be true or false, got 'yes'"),
     ("strategy", "tpu", "strategy must be one of ['default', 'mirrored'], got 'tpu'"),
+    ("model_options", [], "model_options must be a dict, got list"),
+    ("model_options", {"width": 3}, "unknown model_options ['width'] for model"),
     ("extra", [], "extra must be a dict, got list"),
     ("extra", {"a": (1, 2)}, "extra must hold only JSON values"),
     ("extra", {1: "a"}, "extra must hold only JSON values"),
@@ -160,6 +178,11 @@ ROUTES = {  # every way a config is made from field values
 def test_invalid_field_raises_naming_field_and_allowed_values(route, field, value, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         ROUTES[route]({field: value})
+
+
+def test_model_options_must_read_back_from_json_unchanged():
+    with pytest.raises(ValueError, match=re.escape("model_options must hold only JSON values")):
+        TrainConfig(model="reference", model_options={"widths": (32, 64, 128)})  # a tuple
 
 
 def test_warmup_bound_follows_epochs():

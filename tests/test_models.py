@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from keras import layers
 
 from mnist_bench import MODEL_NAMES, build_model, load_model, model_flops, save_model
-from mnist_bench.models import build_reference, build_seed
+from mnist_bench.config import MODEL_OPTIONS
+from mnist_bench.models import build_reference, build_seed, model_options
 
 BUILDERS = {"seed": build_seed, "reference": build_reference}
 H5, KERAS = "network_for_mnist.h5", "model.keras"
@@ -85,6 +86,71 @@ def test_unknown_model_raises_listing_names(name):
     message = f"unknown model {name!r}; choose one of ['seed', 'reference']"
     with pytest.raises(ValueError, match=re.escape(message)):
         build_model(name)
+
+
+# -- the reference architecture's options ------------------------------------------------
+
+
+def test_model_options_are_the_builders_keywords_and_what_configs_accept():
+    assert {name: model_options(name) for name in MODEL_NAMES} == MODEL_OPTIONS
+
+
+def _reference_flops(widths, convs, dense_units=256) -> int:
+    """Forward FLOPs of build_reference counted by hand: per stage, its first conv (5x5 in
+    the first stage, 3x3 after) then 3x3 convs at the same width; the dense head last."""
+    total, c_in = 0, 1
+    for side, kernel, width, n in zip((28, 14, 7), (5, 3, 3), widths, convs, strict=True):
+        total += 2 * side * side * width * kernel * kernel * c_in
+        total += (n - 1) * 2 * side * side * width * 3 * 3 * width
+        c_in = width
+    return total + 2 * 9 * widths[2] * dense_units + 2 * dense_units * 10
+
+
+@pytest.mark.parametrize(
+    ("widths", "convs"),
+    [((32, 64, 128), (1, 1, 1)), ((48, 96, 192), (1, 1, 1)), ((8, 16, 24), (2, 3, 1))],
+)
+def test_reference_options_set_each_stage_width_and_depth(widths, convs):
+    model = build_model("reference", widths=list(widths), convs_per_stage=list(convs))
+    conv_layers = [layer for layer in model.layers if isinstance(layer, layers.Conv2D)]
+    assert [c.filters for c in conv_layers] == [
+        w for w, n in zip(widths, convs, strict=True) for _ in range(n)
+    ]
+    assert [c.kernel_size for c in conv_layers] == [(5, 5)] + [(3, 3)] * (sum(convs) - 1)
+    pools = [layer for layer in model.layers if isinstance(layer, layers.MaxPooling2D)]
+    assert [tuple(p.output.shape[1:]) for p in pools] == [
+        (14, 14, widths[0]), (7, 7, widths[1]), (3, 3, widths[2]),
+    ]  # fmt: skip
+    assert tuple(model.output_shape) == (None, 10)
+    assert model_flops(model)["forward"] == _reference_flops(widths, convs)
+
+
+def test_reference_defaults_are_the_documented_architecture(models):
+    assert _reference_flops((32, 64, 128), (1, 1, 1)) == model_flops(models["reference"])["forward"]
+    dense = [layer for layer in models["reference"].layers if isinstance(layer, layers.Dense)]
+    assert [d.units for d in dense] == [256, 10]
+
+
+BAD_OPTIONS = {
+    "unknown": ({"width": [1, 2, 3]}, "unknown option(s) ['width'] for model 'reference'"),
+    "short-widths": ({"widths": [32, 64]}, "widths must be 3 positive integers, got [32, 64]"),
+    "zero-convs": ({"convs_per_stage": [1, 0, 1]}, "convs_per_stage must be 3 positive integers"),
+    "float-width": ({"widths": [32, 64.0, 128]}, "widths must be 3 positive integers"),
+    "string-widths": ({"widths": "abc"}, "widths must be 3 positive integers, got 'abc'"),
+    "dense-units": ({"dense_units": 0}, "dense_units must be 1 positive integers, got [0]"),
+    "dropout": ({"dropout": 1.0}, "dropout must be a number in [0, 1), got 1.0"),
+}
+
+
+@pytest.mark.parametrize(("options", "message"), BAD_OPTIONS.values(), ids=BAD_OPTIONS)
+def test_bad_reference_options_raise_naming_the_option(options, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_model("reference", **options)
+
+
+def test_seed_model_takes_no_options():
+    with pytest.raises(ValueError, match=re.escape("for model 'seed'; allowed: none")):
+        build_model("seed", widths=[1, 2, 3])
 
 
 # -- documented sizes and FLOPs -----------------------------------------------------------
