@@ -188,6 +188,29 @@ def op_determinism() -> bool | None:
         return None
 
 
+@contextmanager
+def _op_determinism(on: bool | None) -> Iterator[None]:
+    """Run with TensorFlow op determinism switched `on` (True) or off (False), restoring the
+    previous setting after; None: leave it as it is. Switching it off again needs
+    TensorFlow's private config module (no public call exists); where that is missing the
+    request raises RuntimeError rather than measuring something else."""
+    if on is None:
+        yield
+        return
+    try:
+        from tensorflow.python.framework import config as tf_config
+
+        switch = {True: tf_config.enable_op_determinism, False: tf_config.disable_op_determinism}
+        was = bool(tf_config.is_op_determinism_enabled())
+    except (ImportError, AttributeError) as exc:  # pragma: no cover - depends on TensorFlow
+        raise RuntimeError(f"this TensorFlow cannot switch op determinism: {exc}") from exc
+    switch[on]()
+    try:
+        yield
+    finally:
+        switch[was]()
+
+
 # -- timing and records -------------------------------------------------------------------
 
 
@@ -355,6 +378,7 @@ def train_workload(
     images: np.ndarray | None = None,
     labels: np.ndarray | None = None,
     device: str | None = None,
+    determinism: bool | None = None,
 ) -> Workload:
     """A freshly built, compiled `model_name` and a call training it on `steps` batches.
 
@@ -363,7 +387,9 @@ def train_workload(
     exactly as `train` runs an epoch (seeded order, the model's recipe's augmentation, tf.data
     prefetch); each call is the next epoch. Both compile with `training.compile_model` and the
     model's recipe (`TrainConfig.recipe`). `images` (uint8 (N, 28, 28)) and `labels` default
-    to random ones; N must be at least ``steps * batch_size``.
+    to random ones; N must be at least ``steps * batch_size``. `determinism`: every call
+    (the warm-up's tracing included) runs with TensorFlow op determinism on (True) or off
+    (False), the name then ending ``+determinism`` or ``-determinism``; None: as it is.
     """
     _check_choice("pipeline", pipeline, PIPELINES)
     config = TrainConfig.recipe(model_name, batch_size=batch_size)
@@ -375,7 +401,7 @@ def train_workload(
     epochs = itertools.count()
 
     def run() -> None:
-        with _on(device):
+        with _on(device), _op_determinism(determinism):
             if pipeline == "keras":
                 model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
             else:
@@ -384,8 +410,10 @@ def train_workload(
 
     info = {"model": model_name, "batch_size": batch_size, "steps": steps, "pipeline": pipeline}
     info["augment"] = pipeline == "mnist_bench" and config.augment
+    info["op_determinism"] = determinism
+    suffix = {None: "", True: "+determinism", False: "-determinism"}[determinism]
     return Workload(
-        f"train/{model_name}/{pipeline}",
+        f"train/{model_name}/{pipeline}{suffix}",
         run,
         n,
         model_flops(model)["training"],
@@ -485,6 +513,7 @@ def train_throughput(
     images: np.ndarray | None = None,
     labels: np.ndarray | None = None,
     device: str | None = None,
+    determinism: bool | None = None,
 ) -> dict[str, Any]:
     """Training images/s of `model_name` over `steps` batches per fit (see `train_workload`).
 
@@ -500,6 +529,7 @@ def train_throughput(
         images=images,
         labels=labels,
         device=device,
+        determinism=determinism,
     )
     return _measure(workload, repeats=repeats, peak_gflops=peak_gflops)
 
@@ -665,7 +695,8 @@ def format_profile(profile: dict[str, Any]) -> str:
 # -- the whole suite ----------------------------------------------------------------------
 
 # ratio name -> (numerator benchmark, denominator benchmark, field compared). Every ratio
-# reads "the package's path is this many times faster than plain Keras".
+# reads "the first path is this many times faster than the second": the package's path
+# against plain Keras, and training without op determinism against with it (its cost).
 _RATIO_TEMPLATES = {
     "train_mnist_bench_vs_keras_fit/{m}": (
         "train/{m}/mnist_bench",
@@ -682,6 +713,11 @@ _RATIO_TEMPLATES = {
         "latency/{m}/mnist_bench.predict",
         "p50_ms",
     ),
+    "train_without_vs_with_op_determinism/{m}": (
+        "train/{m}/mnist_bench-determinism",
+        "train/{m}/mnist_bench+determinism",
+        "images_per_s",
+    ),
 }
 
 
@@ -691,7 +727,9 @@ def ratios(benchmarks: Sequence[dict[str, Any]]) -> dict[str, float]:
     Keys ``train_mnist_bench_vs_keras_fit/<model>`` (training images/s, package pipeline over
     plain `model.fit`), ``predict_batched_vs_model_predict/<model>`` (batched images/s) and
     ``predict_single_p50_vs_model_predict/<model>`` (one-image p50 of `model.predict` over
-    that of `mnist_bench.predict`). Above 1: the package is faster. Pairs not measured are
+    that of `mnist_bench.predict`), where above 1 the package is faster; and
+    ``train_without_vs_with_op_determinism/<model>`` (the package's training images/s with op
+    determinism off over on), where above 1 determinism costs time. Pairs not measured are
     left out.
     """
     by_name = {b["name"]: b for b in benchmarks}
@@ -713,7 +751,11 @@ def _suite(
 ) -> Iterator[Callable[[], dict[str, Any]]]:
     """The measurements of `run_benchmarks`, in order, each a call returning its record."""
     common = {"peak_gflops": peak_gflops, "device": device}
-    for name, pipeline in itertools.product(MODEL_NAMES, PIPELINES):
+    # The package's pipeline twice more, op determinism off then on (what `train` runs):
+    # what determinism costs, measured in the same run.
+    trainings = [*itertools.product(PIPELINES, [None]), ("mnist_bench", False)]
+    trainings.append(("mnist_bench", True))
+    for name, (pipeline, determinism) in itertools.product(MODEL_NAMES, trainings):
         yield partial(
             train_throughput,
             name,
@@ -722,6 +764,7 @@ def _suite(
             pipeline=pipeline,
             images=data.x_train,
             labels=data.y_train,
+            determinism=determinism,
             **common,
         )
     for name in MODEL_NAMES:

@@ -43,6 +43,7 @@ RESULT_KEYS = {"device", "provenance", "peak", "benchmarks", "ratios", "quick", 
 RESULT_KEYS |= {"op_determinism", "profile"}
 EXPECTED_BENCHMARKS = {
     *(f"train/{m}/{p}" for m in MODEL_NAMES for p in bench.PIPELINES),
+    *(f"train/{m}/mnist_bench{d}" for m in MODEL_NAMES for d in ("-determinism", "+determinism")),
     *(f"{kind}/{m}/{method}" for kind in ("inference", "latency") for m in MODEL_NAMES
       for method in bench.INFERENCE_METHODS),
     "preprocess",
@@ -234,7 +235,7 @@ def test_run_benchmarks_quick_returns_every_benchmark(quick_run: BenchRun) -> No
         else:
             assert record["flops_per_image"] > 0, record["name"]
             assert record["gflops"] > 0 and record["peak_fraction"] > 0, record["name"]
-    assert len(result["ratios"]) == 3 * len(MODEL_NAMES)
+    assert len(result["ratios"]) == 4 * len(MODEL_NAMES)
     assert all(value > 0 for value in result["ratios"].values())
     json.dumps(result, allow_nan=False)  # what write_benchmarks stores
 
@@ -353,11 +354,37 @@ def test_ratios_read_as_speedups() -> None:
         {"name": "train/seed/mnist_bench", "images_per_s": 150.0},
         {"name": "latency/seed/model.predict", "p50_ms": 90.0},
         {"name": "latency/seed/mnist_bench.predict", "p50_ms": 3.0},
+        {"name": "train/seed/mnist_bench-determinism", "images_per_s": 120.0},
+        {"name": "train/seed/mnist_bench+determinism", "images_per_s": 100.0},
     ]
     assert bench.ratios(records) == {
         "train_mnist_bench_vs_keras_fit/seed": 1.5,
         "predict_single_p50_vs_model_predict/seed": 30.0,
+        "train_without_vs_with_op_determinism/seed": 1.2,
     }
+
+
+@pytest.mark.parametrize("determinism", [True, False])
+def test_training_workload_runs_with_op_determinism_as_asked_then_restores_it(
+    monkeypatch: pytest.MonkeyPatch, determinism: bool
+) -> None:
+    before, seen = bench.op_determinism(), []
+    real = bench.epoch_dataset
+
+    def spy(*args: Any, **kwargs: Any) -> Any:  # called inside the workload's timed call
+        seen.append(bench.op_determinism())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "epoch_dataset", spy)
+    workload = bench.train_workload(
+        "seed", steps=1, pipeline="mnist_bench", determinism=determinism
+    )
+    workload.run()
+    assert seen == [determinism]
+    assert bench.op_determinism() == before
+    sign = "+" if determinism else "-"
+    assert workload.name == f"train/seed/mnist_bench{sign}determinism"
+    assert workload.info["op_determinism"] is determinism
 
 
 def test_bad_choices_name_the_allowed_values() -> None:
