@@ -374,7 +374,7 @@ def reproduce(
     plan = [reference[0], seed_config.replace(seed=0), *reference[1:]]
     for cfg in plan:
         name = _run_name(cfg.model, cfg.seed)
-        if (out / RUNS_DIR / f"{name}.json").exists():
+        if _recorded(out, name, cfg):
             continue  # recorded in results/ by an earlier call, perhaps in another session
         on_epoch = None if progress is None else (lambda row, n=name: progress(n, row))
         result = train(cfg, data, runs / name, progress=on_epoch)
@@ -382,6 +382,24 @@ def reproduce(
         del result  # one model in memory at a time
         _write_metrics(out, seed_list, plan, data)
     return _write_metrics(out, seed_list, plan, data)
+
+
+def _recorded(out: Path, name: str, config: TrainConfig) -> bool:
+    """Whether run `name` is recorded in `out` with exactly `config`. A run recorded with
+    another config (an older recipe) is an error: counting it would mix two recipes in one
+    summary, and retraining over it would silently discard published results."""
+    path = out / RUNS_DIR / f"{name}.json"
+    if not path.exists():
+        return False
+    recorded = TrainConfig.from_dict(read_json(path)["config"])
+    if recorded != config:
+        old, new = recorded.to_dict(), config.to_dict()
+        fields = sorted(k for k in new if old[k] != new[k])
+        raise ValueError(
+            f"{path}: recorded with another config (differs in {', '.join(fields)}); "
+            f"move {out} aside or reproduce into another --out folder"
+        )
+    return True
 
 
 def _record_run(

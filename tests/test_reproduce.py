@@ -17,6 +17,7 @@ import io
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import NamedTuple
 
@@ -246,6 +247,33 @@ def test_recorded_runs_survive_without_their_run_folders(repro, small_data, tmp_
     )
     assert epochs == [] and not (tmp_path / "fresh-runs").exists()
     assert _without_call_provenance(again) == _without_call_provenance(repro.metrics)
+
+
+def test_a_run_recorded_with_another_recipe_is_refused_not_reused(repro, small_data, tmp_path):
+    out = tmp_path / "results"
+    shutil.copytree(repro.out, out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    other = TrainConfig.recipe("reference", label_smoothing=0.1, **SMOKE)
+    message = (
+        f"{out / 'runs' / 'reference-seed0.json'}: recorded with another config "
+        "(differs in label_smoothing)"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        reproduce(seeds=list(SEEDS), data=small_data, out_dir=out,
+                  runs_dir=tmp_path / "runs", config=other,
+                  seed_config=TrainConfig.recipe("seed", **SMOKE))  # fmt: skip
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # untouched
+    assert not (tmp_path / "runs").exists()  # refused before training anything
+
+
+def test_git_keeps_the_recorded_runs():
+    # results/runs/ is how a reproduction resumes in a later session: git must not ignore it.
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    for path in ("results/runs/reference-seed0.json", "results/history/seed-seed0.json"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=root, check=False)
+        assert ignored.returncode == 1, f"git ignores {path}"
 
 
 class _Stop(Exception):
