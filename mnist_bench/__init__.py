@@ -9,6 +9,7 @@ The public API, by concern (data flows top to bottom)::
     evaluate, predict, EvalReport                                        # evaluate
     train, TrainResult, weights_digest                                   # train
     reproduce, check_results                                             # reproduce
+    machine_fingerprint                                                  # provenance
 
 Names are imported lazily (PEP 562), so ``from mnist_bench import load_mnist`` does not pay
 for importing TensorFlow; only the model, training and evaluation names do.
@@ -47,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     "weights_digest": "training",
     "reproduce": "reproduction",
     "check_results": "reproduction",
+    "machine_fingerprint": "provenance",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -57,6 +59,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real definitions
     from .evaluation import EvalReport, evaluate, predict
     from .models import MODEL_NAMES, build_model, load_model, model_flops, save_model
     from .preprocess import one_hot, prepare_photo, preprocess_images
+    from .provenance import machine_fingerprint
     from .reproduction import check_results, reproduce
     from .training import TrainResult, train, weights_digest
 
