@@ -607,6 +607,53 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_bench)
 
 
+# -- select -------------------------------------------------------------------------------
+
+
+def _cmd_select(args: argparse.Namespace) -> int:
+    from .selection import (
+        candidates_table,
+        check_readme,
+        record_candidate,
+        recorded_candidates,
+        update_readme,
+    )
+
+    if args.readme:
+        check_readme(args.readme)  # a README without markers fails before anything is written
+    for run_dir in args.runs:
+        record = record_candidate(run_dir, args.out)
+        print(
+            f"recorded {Path(args.out) / 'holdout' / record['run']}.json: final-epoch holdout "
+            f"accuracy {record['holdout_accuracy']:.2%} ({record['holdout_errors']} errors)"
+        )
+    records = recorded_candidates(args.out)
+    print(candidates_table(records))
+    if args.readme:
+        changed = update_readme(args.readme, records)
+        print(f"holdout table in {args.readme} {'updated' if changed else 'already up to date'}")
+    return EXIT_OK
+
+
+def _add_select_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "select",
+        help="record finished holdout runs as recipe candidates and print their table",
+        description="Record each finished run folder (trained with --validation holdout) in "
+        "--out/holdout/<run>.json: config, final-epoch holdout accuracy, wall time, provenance, "
+        "never a test-set score. Then print the table of every recorded candidate, grouped by "
+        "recipe, and optionally regenerate it in a README.",
+    )
+    p.add_argument("runs", nargs="*", help="finished holdout run folders to record (default: none)")
+    p.add_argument("--out", default="results", help="results folder (default: results)")
+    p.add_argument(
+        "--readme",
+        default=None,
+        help="regenerate the table between the holdout-table markers in this file (default: none)",
+    )
+    p.set_defaults(func=_cmd_select)
+
+
 # -- parser and entry point ---------------------------------------------------------------
 
 _PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -614,6 +661,7 @@ _PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train_parser,
     _add_eval_parsers,
     _add_reproduce_parser,
+    _add_select_parser,
     _add_bench_parser,
 ]
 

@@ -1,0 +1,141 @@
+"""Choosing the reference recipe on a holdout split, never on the test set, with the evidence
+kept in `results/holdout/` and the README table generated from it.
+
+    mnist-bench train --model reference --validation holdout --seed 0 --out runs/holdout/a
+    mnist-bench select runs/holdout/a runs/holdout/b --readme README.md
+
+Each candidate is one `train` run validated on the last 10,000 training images
+(``validation="holdout"``). `record_candidate` copies what the choice may rest on into
+``results/holdout/<run>.json``: the config, the FINAL epoch's holdout accuracy, the wall time
+and the provenance. It leaves out the run's test-set scores on purpose (`train` measures them
+at the end of every run): a recipe chosen by its test accuracy would make the published test
+accuracy an optimistic estimate. `candidates_table` groups the records by recipe (everything
+but the seed) and lists, per candidate, how it differs from the current reference recipe, its
+holdout accuracy per seed and the mean.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from ._io import read_json, read_marked, replace_marked, write_json
+from .config import TrainConfig
+
+HOLDOUT_DIR = "holdout"  # under the results folder
+README_BEGIN, README_END = "<!-- holdout-table -->", "<!-- /holdout-table -->"
+
+
+def _final_row(run_dir: Path) -> dict[str, Any]:
+    history = read_json(run_dir / "history.json")
+    if not isinstance(history, list) or not history:
+        raise ValueError(f"{run_dir / 'history.json'}: holds no epoch")
+    return history[-1]
+
+
+def record_candidate(run_dir: str | Path, out_dir: str | Path = "results") -> dict[str, Any]:
+    """Record the finished holdout run in `run_dir` as ``out_dir/holdout/<run_dir name>.json``.
+
+    Raises ``ValueError`` naming the file when the run is unfinished (no ``metrics.json``),
+    validated on the test set (its scores cannot choose a recipe), or unreadable.
+
+    Returns
+    -------
+    dict
+        The record: ``run``, ``config``, ``epochs``, ``holdout_accuracy`` (final epoch, a
+        fraction), ``holdout_errors``, ``holdout_size``, ``train_accuracy`` (final epoch's
+        mean, augmentation and dropout on), ``wall_seconds`` (sum of epoch times),
+        ``flops_per_image``, ``params`` and ``provenance``. No test-set score.
+    """
+    run_dir = Path(run_dir)
+    metrics = read_json(run_dir / "metrics.json")
+    config = TrainConfig.from_dict(read_json(run_dir / "config.json"))
+    if config.validation != "holdout":
+        raise ValueError(
+            f"{run_dir / 'config.json'}: validated on the {config.validation} set; only runs "
+            "validated on a holdout of the training images may choose a recipe"
+        )
+    history = read_json(run_dir / "history.json")
+    last = _final_row(run_dir)
+    if last["epoch"] != config.epochs:
+        raise ValueError(
+            f"{run_dir / 'history.json'}: ends at epoch {last['epoch']} of {config.epochs}"
+        )
+    record = {
+        "run": run_dir.name,
+        "config": config.to_dict(),
+        "epochs": last["epoch"],
+        "holdout_accuracy": last["val_accuracy"],
+        "holdout_errors": round((1.0 - last["val_accuracy"]) * config.holdout_size),
+        "holdout_size": config.holdout_size,
+        "train_accuracy": last["accuracy"],
+        "wall_seconds": math.fsum(row["seconds"] for row in history),
+        "flops_per_image": metrics["flops_per_image"],
+        "params": metrics["params"],
+        "provenance": metrics["provenance"],
+    }
+    write_json(Path(out_dir) / HOLDOUT_DIR / f"{run_dir.name}.json", record)
+    return record
+
+
+def recorded_candidates(out_dir: str | Path = "results") -> list[dict[str, Any]]:
+    """Every record in ``out_dir/holdout/``, by file name."""
+    folder = Path(out_dir) / HOLDOUT_DIR
+    return [read_json(path) for path in sorted(folder.glob("*.json"))]
+
+
+def _changes(config: dict[str, Any], recipe: dict[str, Any]) -> str:
+    """How `config` differs from `recipe`, seed and validation aside, as ``field=value``."""
+    ignored = {"seed", "validation", "extra"}
+    parts = []
+    for key in sorted(config):
+        if key in ignored or config[key] == recipe.get(key):
+            continue
+        if key == "model_options":  # one entry per option, the recipe's defaults implied
+            options = {**recipe.get(key, {}), **config[key]}
+            parts += [f"{k}={v}" for k, v in sorted(options.items())
+                      if v != recipe.get(key, {}).get(k)]  # fmt: skip
+        else:
+            parts.append(f"{key}={config[key]}")
+    return ", ".join(parts) or "the reference recipe"
+
+
+def candidates_table(records: list[dict[str, Any]], recipe: TrainConfig | None = None) -> str:
+    """A Markdown table of the candidates in `records`: one row per recipe (all fields but
+    the seed), how it differs from `recipe` (default: the current reference recipe), the final
+    holdout accuracy of each seed, their mean, and the mean wall time and forward FLOPs."""
+    recipe_dict = (recipe or TrainConfig.recipe("reference")).to_dict()
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault(_changes(record["config"], recipe_dict), []).append(record)
+    lines = [
+        "| candidate (differences from the reference recipe) | MFLOP/image | seeds | "
+        "final-epoch holdout accuracy per seed | mean | minutes per run |",
+        "| --- | ---: | --- | --- | ---: | ---: |",
+    ]
+    for changes, runs in groups.items():
+        runs = sorted(runs, key=lambda r: r["config"]["seed"])
+        accuracies = [r["holdout_accuracy"] for r in runs]
+        per_seed = ", ".join(f"{a:.2%} ({r['holdout_errors']})" for a, r in zip(
+            accuracies, runs, strict=True))  # fmt: skip
+        minutes = math.fsum(r["wall_seconds"] for r in runs) / len(runs) / 60
+        lines.append(
+            f"| {changes} | {runs[0]['flops_per_image']['forward'] / 1e6:.1f} | "
+            f"{', '.join(str(r['config']['seed']) for r in runs)} | {per_seed} | "
+            f"{math.fsum(accuracies) / len(accuracies):.3%} | {minutes:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def check_readme(readme_path: str | Path) -> str:
+    """The text of `readme_path` once it holds the holdout-table markers; else ``ValueError``."""
+    return read_marked(readme_path, README_BEGIN, README_END, "the holdout table")
+
+
+def update_readme(readme_path: str | Path, records: list[dict[str, Any]]) -> bool:
+    """Replace the text between ``<!-- holdout-table -->`` and ``<!-- /holdout-table -->`` in
+    `readme_path` with `candidates_table(records)`. Returns whether the file changed; raises
+    ``ValueError`` naming the file when the markers are missing."""
+    body = candidates_table(records)
+    return replace_marked(readme_path, README_BEGIN, README_END, body, "the holdout table")
