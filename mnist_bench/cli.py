@@ -164,6 +164,10 @@ def _format_epoch(row: dict[str, float]) -> str:
     )
 
 
+def _print_readme_update(readme: str, section: str, changed: bool) -> None:
+    print(f"{readme}: {section} {'updated' if changed else 'already up to date'}")
+
+
 def _print_epoch(row: dict[str, float]) -> None:
     print(_format_epoch(row), flush=True)
 
@@ -486,7 +490,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"wrote {out}/")
     if args.readme:
         changed = update_readme(args.readme, metrics)
-        print(f"results table in {args.readme} {'updated' if changed else 'already up to date'}")
+        _print_readme_update(args.readme, "results table", changed)
     return EXIT_OK
 
 
@@ -566,7 +570,7 @@ def _bench_readme(bench: Any, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"mnist-bench bench: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(f"{args.readme}: performance section {'updated' if changed else 'already up to date'}")
+    _print_readme_update(args.readme, "performance section", changed)
     return EXIT_OK
 
 
@@ -631,7 +635,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
     print(candidates_table(records))
     if args.readme:
         changed = update_readme(args.readme, records)
-        print(f"holdout table in {args.readme} {'updated' if changed else 'already up to date'}")
+        _print_readme_update(args.readme, "holdout table", changed)
     return EXIT_OK
 
 

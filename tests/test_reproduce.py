@@ -428,7 +428,7 @@ def test_cli_check_passes_and_regenerates_the_readme(repro, run_cli, tmp_path):
     readme.write_text(f"intro\n{README_BEGIN}\n{README_END}\n")
     code, out, err = run_cli("reproduce", "--check", "--out", repro.out, "--readme", readme)
     assert code == 0, err
-    assert out.splitlines() == ["results verified", f"results table in {readme} updated"]
+    assert out.splitlines() == ["results verified", f"{readme}: results table updated"]
     assert results_table(repro.metrics) in readme.read_text()
 
 
