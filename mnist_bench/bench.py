@@ -934,6 +934,7 @@ _BENCH_GOALS = (
 )  # fmt: skip
 REPRODUCTION_GOAL_CPU_S = 20 * 60  # the 30-epoch reference on 2 CPU cores
 REPRODUCTION_GOAL_H100_S = 60  # ... and on one H100
+REPRODUCTION_GOAL_ACCURACY = 0.997  # ... still reaching the published target
 
 
 def published_benchmarks(out_dir: str | Path = DEFAULT_OUT) -> list[dict[str, Any]]:
@@ -966,8 +967,12 @@ def _reproduction_goals(metrics: dict | None) -> list[str]:
     on_h100 = any("H100" in g for g in gpus)
     goal_s = REPRODUCTION_GOAL_H100_S if on_h100 else REPRODUCTION_GOAL_CPU_S
     label = "30-epoch reference, one H100" if on_h100 else "30-epoch reference, 2 CPU cores"
-    rows.append(_goal_row(label, f"<= {goal_s / 60:g} min", f"{wall / 60:.1f} min",
-                          wall <= goal_s, device))  # fmt: skip
+    # The goal is the time of a run that still reaches the accuracy target.
+    accuracy = run["test_accuracy"]
+    measured = f"{wall / 60:.1f} min, {accuracy:.2%}"
+    met = wall <= goal_s and accuracy >= REPRODUCTION_GOAL_ACCURACY
+    rows.append(_goal_row(label, f"<= {goal_s / 60:g} min, >= {REPRODUCTION_GOAL_ACCURACY:.2%}",
+                          measured, met, device))  # fmt: skip
     if not on_h100:
         rows.append(_goal_row("30-epoch reference, one H100", "<= 1 min", "not measured", None,
                               "no GPU machine lent to this project's sessions so far"))  # fmt: skip

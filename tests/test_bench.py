@@ -433,6 +433,30 @@ def test_performance_section_judges_each_goal_from_the_files(quick_run: BenchRun
     assert "not yet run" in _goal_cells(section, "30-epoch reference, 2 CPU cores")[0]
 
 
+@pytest.mark.parametrize(
+    ("minutes", "accuracy", "met"),
+    [(15.0, 0.9972, "yes"), (15.0, 0.9960, "**no**"), (25.0, 0.9975, "**no**")],
+    ids=["fast-and-accurate", "fast-not-accurate", "accurate-not-fast"],
+)
+def test_reproduction_goal_needs_both_the_time_and_the_accuracy(
+    minutes: float, accuracy: float, met: str
+) -> None:
+    run = {
+        "run": "reference-seed0",
+        "wall_seconds": minutes * 60,
+        "test_accuracy": accuracy,
+        "provenance": {"gpus": [], "cpu": {"model_name": "AMD EPYC", "affinity_cpus": 2}},
+    }
+    metrics = {"published": {"run": "reference-seed0"}, "runs": [run]}
+    [row, h100] = bench._reproduction_goals(metrics)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells == [
+        "30-epoch reference, 2 CPU cores", "<= 20 min, >= 99.70%",
+        f"{minutes:.1f} min, {accuracy:.2%}", met, "AMD EPYC (2 CPUs)",
+    ]  # fmt: skip
+    assert "not measured" in h100
+
+
 def test_performance_section_without_files_says_so() -> None:
     section = bench.performance_section([], None)
     assert "No benchmark file is published" in section
