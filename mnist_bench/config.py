@@ -155,7 +155,9 @@ RECIPES: dict[str, dict[str, Any]] = {
         rotation_deg=10.0,
         shift_px=2.0,
         zoom=0.1,
-        label_smoothing=0.0,
+        # Chosen on the holdout (README, "How the reference recipe is chosen"): every
+        # candidate tried landed within noise of the others; 0.1 is the cheapest of the best.
+        label_smoothing=0.1,
     ),
 }
 

@@ -85,7 +85,8 @@ def gpu_names() -> list[str]:
 
 def git_commit(path: str | Path | None = None) -> dict[str, Any] | None:
     """The commit of the checkout holding `path` (default: this package), and whether the tree
-    has uncommitted changes; None when it is not a git checkout (an installed wheel)."""
+    has uncommitted changes outside ``results/``; None when it is not a git checkout (an
+    installed wheel)."""
     where = Path(path) if path is not None else Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
@@ -96,7 +97,18 @@ def git_commit(path: str | Path | None = None) -> dict[str, Any] | None:
             timeout=10,
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+            # results/ is what the package writes, not what produced it: a run recorded
+            # there must not mark the next run's code as modified.
+            [
+                "git",
+                "-C",
+                str(where),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ":(top,exclude)results",
+            ],
             capture_output=True,
             text=True,
             check=True,

@@ -220,8 +220,9 @@ def test_reference_recipe():
     config = TrainConfig.recipe("reference")
     expected = dict(model="reference", learning_rate=3e-3, lr_schedule="cosine")
     expected |= dict(warmup_epochs=1.0, augment=True, rotation_deg=10.0, shift_px=2.0, zoom=0.1)
+    expected |= dict(label_smoothing=0.1)
     assert config == TrainConfig(**expected)
-    assert config.epochs == 30 and config.label_smoothing == 0.0
+    assert config.epochs == 30 and config.model_options == {}  # build_reference's defaults
 
 
 @pytest.mark.parametrize("name", ["seed", "reference"])
