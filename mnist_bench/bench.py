@@ -71,6 +71,7 @@ MATMUL_LIBRARIES = ("numpy", "tf")
 DEFAULT_OUT = Path("results/benchmarks")
 PIXELS = 28 * 28
 PREPROCESS_FLOPS = PIXELS  # one float32 divide per pixel; the cast and the one-hot are copies
+LATENCY_WARMUPS = 3  # tracing, then the first calls that still allocate
 GPU_MATMUL_CHAIN = 50  # matmuls queued per sync on a GPU, where one 2048^3 product is ~0.1 ms
 
 
@@ -275,6 +276,24 @@ def entry(
 def _measure(workload: Workload, *, repeats: int, peak_gflops: float | None) -> dict[str, Any]:
     workload.run()  # warm-up: tracing, first batches, caches; never timed
     return entry(workload, _timed(workload.run, repeats), peak_gflops=peak_gflops)
+
+
+def _timed_together(
+    workloads: Sequence[Workload], repeats: int, warmups: int = 1
+) -> list[list[float]]:
+    """Wall seconds of `repeats` calls of each workload, timed in turn (A, B, A, B, ...) after
+    `warmups` untimed calls of each. Workloads that are compared with each other are timed
+    this way: on a shared machine whose speed drifts (other tenants, CPU throttling), every
+    workload then sees the same conditions, and their ratio holds even when the absolute
+    figures move. Returns one list of seconds per workload, in order."""
+    for workload in workloads:
+        for _ in range(warmups):
+            workload.run()
+    seconds: list[list[float]] = [[] for _ in workloads]
+    for _ in range(repeats):
+        for times, workload in zip(seconds, workloads, strict=True):
+            times += _timed(workload.run, 1)
+    return seconds
 
 
 # -- calibration --------------------------------------------------------------------------
@@ -568,9 +587,15 @@ def single_image_latency(
     ``p90_ms``, ``mean_ms`` and ``min_ms``.
     """
     workload = latency_workload(model, method=method, pixels=pixels, device=device)
-    for _ in range(3):  # tracing, then the first calls that still allocate
-        workload.run()
-    seconds = _timed(workload.run, repeats)
+    [seconds] = _timed_together([workload], repeats, warmups=LATENCY_WARMUPS)
+    return _latency_entry(workload, seconds, peak_gflops)
+
+
+def _latency_entry(
+    workload: Workload, seconds: Sequence[float], peak_gflops: float | None
+) -> dict[str, Any]:
+    """An `entry` record (``images_per_s`` = 1000 / ``p50_ms``) plus ``p50_ms``, ``p90_ms``,
+    ``mean_ms`` and ``min_ms`` of one-image calls."""
     ms = 1000.0 * np.asarray(seconds)
     return {
         **entry(workload, seconds, peak_gflops=peak_gflops),
@@ -748,55 +773,84 @@ def _suite(
     data: MnistData,
     data_dir: str | Path | None,
     device: str | None,
-) -> Iterator[Callable[[], dict[str, Any]]]:
-    """The measurements of `run_benchmarks`, in order, each a call returning its record."""
-    common = {"peak_gflops": peak_gflops, "device": device}
+) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """The measurements of `run_benchmarks`, in order, each a call returning its records.
+    Workloads whose figures are compared (the training paths of one model, the inference
+    methods of one model) are timed together, in turn (`_timed_together`)."""
     # The package's pipeline twice more, op determinism off then on (what `train` runs):
     # what determinism costs, measured in the same run.
     trainings = [*itertools.product(PIPELINES, [None]), ("mnist_bench", False)]
     trainings.append(("mnist_bench", True))
-    for name, (pipeline, determinism) in itertools.product(MODEL_NAMES, trainings):
+    for name in MODEL_NAMES:
         yield partial(
-            train_throughput,
-            name,
-            steps=sizes.train_steps,
-            repeats=sizes.train_repeats,
-            pipeline=pipeline,
-            images=data.x_train,
-            labels=data.y_train,
-            determinism=determinism,
-            **common,
+            _measure_group,
+            [
+                partial(
+                    train_workload,
+                    name,
+                    steps=sizes.train_steps,
+                    pipeline=pipeline,
+                    images=data.x_train,
+                    labels=data.y_train,
+                    device=device,
+                    determinism=determinism,
+                )
+                for pipeline, determinism in trainings
+            ],
+            sizes.train_repeats,
+            peak_gflops,
         )
     for name in MODEL_NAMES:
         with _on(device):
             model = build_model(name)  # untrained: speed does not depend on the weights
-        for method in INFERENCE_METHODS:
-            yield partial(
-                inference_throughput,
-                model,
-                images=sizes.inference_images,
-                repeats=sizes.inference_repeats,
-                method=method,
-                pixels=data.x_test,
-                **common,
-            )
-        for method in INFERENCE_METHODS:
-            yield partial(
-                single_image_latency,
-                model,
-                repeats=sizes.latency_repeats,
-                method=method,
-                pixels=data.x_test,
-                **common,
-            )
-    yield partial(
-        preprocess_throughput,
-        data.x_train,
-        data.y_train,
-        repeats=sizes.preprocess_repeats,
-        peak_gflops=peak_gflops,
-    )
-    yield partial(load_throughput, data_dir, repeats=sizes.load_repeats)
+        yield partial(
+            _measure_group,
+            [
+                partial(
+                    inference_workload,
+                    model,
+                    images=sizes.inference_images,
+                    method=method,
+                    pixels=data.x_test,
+                    device=device,
+                )
+                for method in INFERENCE_METHODS
+            ],
+            sizes.inference_repeats,
+            peak_gflops,
+        )
+        yield partial(
+            _measure_group,
+            [
+                partial(latency_workload, model, method=method, pixels=data.x_test, device=device)
+                for method in INFERENCE_METHODS
+            ],
+            sizes.latency_repeats,
+            peak_gflops,
+            latency=True,
+        )
+    yield lambda: [
+        preprocess_throughput(
+            data.x_train, data.y_train, repeats=sizes.preprocess_repeats, peak_gflops=peak_gflops
+        )
+    ]
+    yield lambda: [load_throughput(data_dir, repeats=sizes.load_repeats)]
+
+
+def _measure_group(
+    makers: Sequence[Callable[[], Workload]],
+    repeats: int,
+    peak_gflops: float,
+    *,
+    latency: bool = False,
+) -> list[dict[str, Any]]:
+    """Build the workloads (their set-up is never timed), time them together, one record each."""
+    workloads = [make() for make in makers]
+    warmups = LATENCY_WARMUPS if latency else 1
+    timings = _timed_together(workloads, repeats, warmups=warmups)
+    if latency:
+        return [_latency_entry(w, t, peak_gflops) for w, t in zip(workloads, timings, strict=True)]
+    return [entry(w, t, peak_gflops=peak_gflops) for w, t in zip(workloads, timings, strict=True)]
 
 
 def run_benchmarks(
@@ -838,8 +892,9 @@ def run_benchmarks(
     data = load_mnist(data_dir)  # may download; nothing is timed yet
     records = []
     for measure in _suite(sizes, peak["peak_gflops"], data, data_dir, device):
-        records.append(measure())
-        notify("benchmark", records[-1])
+        for record in measure():
+            records.append(record)
+            notify("benchmark", record)
     profile = profile_training(
         "reference", steps=sizes.train_steps, images=data.x_train, labels=data.y_train,
         device=device,

@@ -348,6 +348,18 @@ def test_entry_counts_median_gflops_and_peak_fraction() -> None:
         bench.entry(workload, [])
 
 
+def test_compared_workloads_are_timed_in_turn_after_their_warm_ups() -> None:
+    calls: list[str] = []
+
+    def workload(name: str) -> bench.Workload:
+        return bench.Workload(name, lambda: calls.append(name), 1, 1, "cpu")
+
+    seconds = bench._timed_together([workload("a"), workload("b")], repeats=3, warmups=2)
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3  # warm-ups untimed, then A B A B...
+    assert [len(s) for s in seconds] == [3, 3]
+    assert all(t >= 0 for s in seconds for t in s)
+
+
 def test_ratios_read_as_speedups() -> None:
     records = [
         {"name": "train/seed/keras", "images_per_s": 100.0},
