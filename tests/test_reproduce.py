@@ -253,7 +253,8 @@ def test_a_run_recorded_with_another_recipe_is_refused_not_reused(repro, small_d
     out = tmp_path / "results"
     shutil.copytree(repro.out, out)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    other = TrainConfig.recipe("reference", label_smoothing=0.1, **SMOKE)
+    recipe = TrainConfig.recipe("reference", **SMOKE)
+    other = recipe.replace(label_smoothing=recipe.label_smoothing + 0.05)  # another recipe
     message = (
         f"{out / 'runs' / 'reference-seed0.json'}: recorded with another config "
         "(differs in label_smoothing)"

@@ -100,7 +100,7 @@ def test_table_groups_seeds_of_one_recipe_and_names_its_changes(tmp_path):
     for name, acc, seed, overrides in [
         ("base-s0", 0.9966, 0, {}),
         ("base-s1", 0.9970, 1, {}),
-        ("wide-s0", 0.9972, 0, {"label_smoothing": 0.1, "model_options": WIDE}),
+        ("wide-s0", 0.9972, 0, {"label_smoothing": 0.25, "model_options": WIDE}),
     ]:
         record_candidate(fake_run(runs, name, accuracies=[acc], seed=seed, **overrides), tmp_path)
     table = candidates_table(recorded_candidates(tmp_path))
@@ -108,7 +108,7 @@ def test_table_groups_seeds_of_one_recipe_and_names_its_changes(tmp_path):
     assert len(rows) == 2
     assert rows[0].startswith("| the reference recipe | 16.3 | 0, 1 | 99.66% (34), 99.70% (30) |")
     assert "| 99.680% |" in rows[0]
-    assert rows[1].startswith("| label_smoothing=0.1, widths=[40, 80, 160] | 16.3 | 0 |")
+    assert rows[1].startswith("| label_smoothing=0.25, widths=[40, 80, 160] | 16.3 | 0 |")
 
 
 def test_update_readme_rewrites_only_between_the_markers(tmp_path):
