@@ -274,8 +274,8 @@ def entry(
 
 
 def _measure(workload: Workload, *, repeats: int, peak_gflops: float | None) -> dict[str, Any]:
-    workload.run()  # warm-up: tracing, first batches, caches; never timed
-    return entry(workload, _timed(workload.run, repeats), peak_gflops=peak_gflops)
+    [seconds] = _timed_together([workload], repeats)  # one untimed warm-up call first
+    return entry(workload, seconds, peak_gflops=peak_gflops)
 
 
 def _timed_together(
