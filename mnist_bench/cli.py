@@ -181,6 +181,7 @@ _TRAIN_FLAGS = {
     "lr_schedule": "lr_schedule",
     "warmup_epochs": "warmup_epochs",
     "label_smoothing": "label_smoothing",
+    "weight_averaging": "weight_averaging",
     "augment": "augment",
     "rotation_deg": "rotation_deg",
     "shift_px": "shift_px",
@@ -285,6 +286,14 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         help="linear warm-up, epochs (default: recipe's)",
     )
     p.add_argument("--label-smoothing", type=float, default=None, help="(default: recipe's)")
+    p.add_argument(
+        "--weight-averaging",
+        type=float,
+        default=None,
+        metavar="MOMENTUM",
+        help="validate and save an exponential moving average of the weights with this "
+        "momentum per step, e.g. 0.999 (default: recipe's)",
+    )
     p.add_argument(
         "--augment",
         action=argparse.BooleanOptionalAction,

@@ -41,6 +41,9 @@ class TrainConfig:
     lr_schedule: str = "constant"  # one of SCHEDULE_CHOICES; "cosine" decays per step to 0
     warmup_epochs: float = 0.0  # linear warm-up from 0 to learning_rate, in epochs
     label_smoothing: float = 0.0  # in [0, 1): target mass spread over the other classes
+    # Exponential moving average of the weights, updated after every step, in [0, 1); the
+    # averaged weights are the ones validated and saved. None: the last step's weights.
+    weight_averaging: float | None = None
     augment: bool = False  # random affine distortion of training images, per image per epoch
     rotation_deg: float = 10.0  # max |rotation|, degrees (only with augment)
     shift_px: float = 2.0  # max |translation| along each axis, pixels (only with augment)
@@ -70,6 +73,10 @@ class TrainConfig:
         _check_range("learning_rate", self.learning_rate, low=0.0, low_open=True)
         _check_range("warmup_epochs", self.warmup_epochs, low=0.0, high=float(self.epochs))
         _check_range("label_smoothing", self.label_smoothing, low=0.0, high=1.0, high_open=True)
+        if self.weight_averaging is not None:
+            _check_range(
+                "weight_averaging", self.weight_averaging, low=0.0, high=1.0, high_open=True
+            )
         _check_range("rotation_deg", self.rotation_deg, low=0.0, high=180.0)
         _check_range("shift_px", self.shift_px, low=0.0, high=14.0)
         _check_range("zoom", self.zoom, low=0.0, high=1.0, high_open=True)

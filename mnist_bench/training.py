@@ -10,8 +10,10 @@ The recipe, top to bottom:
    of the training images (for choosing a recipe without looking at the test set);
 3. build the model and compile it: Adam, categorical cross-entropy, the learning-rate schedule;
 4. per epoch: a seeded order of the training images, seeded augmentation, one `model.fit`
-   pass, then a checkpoint of every variable (weights, optimizer moments, RNG states);
-5. evaluate on the test set, then save model, config, history, metrics and plots.
+   pass (with `weight_averaging`, a moving average of the weights after every step), then a
+   checkpoint of every variable (weights, averages, optimizer moments, RNG states);
+5. with `weight_averaging`, the averaged weights replace the last ones; evaluate on the test
+   set, then save model, config, history, metrics and plots.
 
 Resuming works because every piece of state is either in the checkpoint (all model and
 optimizer variables, including Dropout's seed-generator state) or a pure function of
@@ -21,11 +23,12 @@ therefore ends bit-identical to one that was never interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -230,32 +233,93 @@ def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int)
     )
 
 
+# -- weight averaging ---------------------------------------------------------------------
+
+
+class WeightAverage(keras.callbacks.Callback):
+    """Exponential moving average of a model's float variables, updated after every step.
+
+    Averages the trainable weights AND the batch-norm statistics (every floating-point
+    variable of the model; Dropout's integer seed state is left alone), so the averaged
+    network is self-consistent. The momentum ramps up as in
+    `tf.train.ExponentialMovingAverage(num_updates=step)`: min(momentum, (1+t)/(10+t)) at
+    step t, so the random initial weights fade out within the first few dozen steps.
+
+    Keras' own `Adam(use_ema=True)` is not used: `model.fit` overwrites the weights with the
+    average at the end of every call, and this recipe calls fit once per epoch.
+    """
+
+    def __init__(self, model: keras.Model, momentum: float) -> None:
+        super().__init__()
+        self.momentum = momentum
+        self.sources = [v for v in model.variables if "float" in str(v.dtype)]
+        self.averages = [
+            keras.Variable(v, trainable=False, name=f"average_{i}")
+            for i, v in enumerate(self.sources)
+        ]
+
+    @tf.function
+    def _update(self, step: tf.Tensor) -> None:
+        t = tf.cast(step, tf.float32)
+        momentum = tf.minimum(self.momentum, (1.0 + t) / (10.0 + t))
+        for average, source in zip(self.averages, self.sources, strict=True):
+            average.assign(momentum * average + (1.0 - momentum) * source)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        # The optimizer's counter already counts this step: t = 0 after the first one.
+        self._update(self.model.optimizer.iterations - 1)
+
+    def copy_to_model(self) -> None:
+        """Overwrite the model's variables with their averages (for good)."""
+        for average, source in zip(self.averages, self.sources, strict=True):
+            source.assign(average)
+
+    @contextlib.contextmanager
+    def swapped_in(self) -> Iterator[None]:
+        """Within the block, the model holds the averaged weights; the last ones after."""
+        last = [keras.ops.convert_to_numpy(v) for v in self.sources]
+        self.copy_to_model()
+        try:
+            yield
+        finally:
+            for source, value in zip(self.sources, last, strict=True):
+                source.assign(value)
+
+
 # -- checkpoints --------------------------------------------------------------------------
 
 
-def _state_variables(model: keras.Model) -> list[keras.Variable]:
+def _state_variables(model: keras.Model, average: WeightAverage | None) -> list[keras.Variable]:
     # Weights, batch-norm statistics and Dropout's seed-generator state (model.variables),
-    # then Adam's step counter and moments. The order follows the model's structure, so a
-    # checkpoint restores into a freshly built model in another process.
-    return [*model.variables, *model.optimizer.variables]
+    # then Adam's step counter and moments, then the weight averages. The order follows the
+    # model's structure, so a checkpoint restores into a freshly built model in another
+    # process.
+    averages = average.averages if average is not None else []
+    return [*model.variables, *model.optimizer.variables, *averages]
 
 
-def _write_checkpoint(out_dir: Path, model: keras.Model, history: list[dict]) -> None:
-    arrays = {
-        f"v{i:04d}": keras.ops.convert_to_numpy(v) for i, v in enumerate(_state_variables(model))
-    }
+def _write_checkpoint(
+    out_dir: Path, model: keras.Model, average: WeightAverage | None, history: list[dict]
+) -> None:
+    variables = _state_variables(model, average)
+    arrays = {f"v{i:04d}": keras.ops.convert_to_numpy(v) for i, v in enumerate(variables)}
     arrays["history_json"] = np.frombuffer(json.dumps(history).encode(), dtype=np.uint8)
     with atomic_path(out_dir / CHECKPOINT_FILE) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
 
 
-def _restore_checkpoint(out_dir: Path, model: keras.Model) -> list[dict]:
-    """Load every variable from the checkpoint into `model`; return the history so far."""
+def _restore_checkpoint(
+    out_dir: Path, model: keras.Model, average: WeightAverage | None
+) -> list[dict]:
+    """Load every variable from the checkpoint into `model` (and `average`); return the
+    history so far."""
     path = out_dir / CHECKPOINT_FILE
     model.optimizer.build(model.trainable_variables)
-    variables = _state_variables(model)
+    variables = _state_variables(model, average)
     try:
         with np.load(path) as saved:
+            if f"v{len(variables):04d}" in saved:  # e.g. saved with weight averages
+                raise ValueError(f"more variables than the {len(variables)} of this config")
             arrays = [saved[f"v{i:04d}"] for i in range(len(variables))]
             history = json.loads(saved["history_json"].tobytes())
     except (OSError, KeyError, ValueError) as exc:
@@ -267,7 +331,9 @@ def _restore_checkpoint(out_dir: Path, model: keras.Model) -> list[dict]:
     return history
 
 
-def _start_or_resume(out_dir: Path | None, model: keras.Model, config: TrainConfig) -> list[dict]:
+def _start_or_resume(
+    out_dir: Path | None, model: keras.Model, average: WeightAverage | None, config: TrainConfig
+) -> list[dict]:
     """Write config.json for a new run, or check it and restore the checkpoint of an old one."""
     if out_dir is None:
         return []
@@ -281,7 +347,7 @@ def _start_or_resume(out_dir: Path | None, model: keras.Model, config: TrainConf
                 "choose another output folder or delete this one"
             )
         if (out_dir / CHECKPOINT_FILE).exists():
-            return _restore_checkpoint(out_dir, model)
+            return _restore_checkpoint(out_dir, model, average)
         if (out_dir / METRICS_FILE).exists():  # finished, but its final weights are gone
             raise ValueError(
                 f"{out_dir / METRICS_FILE}: the run is finished but {CHECKPOINT_FILE} is missing, "
@@ -304,6 +370,7 @@ def _epoch_row(
         "accuracy": float(logs["accuracy"]),
         "val_loss": float(logs["val_loss"]),
         "val_accuracy": float(logs["val_accuracy"]),
+        **{key: float(logs[key]) for key in ("last_val_loss", "last_val_accuracy") if key in logs},
         "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
         "seconds": seconds,  # wall time of the epoch: training and validation
         "images_per_s": n / seconds,
@@ -317,8 +384,14 @@ def train_one_epoch(
     val: tf.data.Dataset,
     config: TrainConfig,
     epoch: int,
+    average: WeightAverage | None = None,
 ) -> dict[str, float]:
-    """One pass over the training images, then validation; returns the epoch's row."""
+    """One pass over the training images, then validation; returns the epoch's row.
+
+    With `average`, the row's val_loss/val_accuracy are those of the averaged weights (the
+    ones that will be saved) and last_val_loss/last_val_accuracy those of the last step's
+    weights: the same trajectory scored both ways, a paired comparison.
+    """
     start = time.perf_counter()
     fit = model.fit(
         epoch_dataset(x, y, config, epoch),
@@ -327,8 +400,14 @@ def train_one_epoch(
         epochs=epoch + 1,
         shuffle=False,  # the order is already seeded per epoch by epoch_dataset
         verbose=0,
+        callbacks=[average] if average is not None else None,
     )
     logs = {key: values[-1] for key, values in fit.history.items()}
+    if average is not None:
+        logs["last_val_loss"], logs["last_val_accuracy"] = logs["val_loss"], logs["val_accuracy"]
+        with average.swapped_in():
+            averaged = model.evaluate(val, return_dict=True, verbose=0)
+        logs["val_loss"], logs["val_accuracy"] = averaged["loss"], averaged["accuracy"]
     return _epoch_row(epoch, logs, model, time.perf_counter() - start, len(x))
 
 
@@ -373,14 +452,21 @@ def train(
     with strategy.scope():  # variables (model and optimizer) are created on every replica
         model = build_model(config.model, **config.model_options)
         compile_model(model, config, steps_per_epoch=math.ceil(len(x_train) / config.batch_size))
-        history = _start_or_resume(out, model, config)
+        average = (
+            WeightAverage(model, config.weight_averaging)
+            if config.weight_averaging is not None
+            else None
+        )
+        history = _start_or_resume(out, model, average, config)
 
     for epoch in range(len(history), config.epochs):
-        history.append(train_one_epoch(model, x_train, y_train, val, config, epoch))
+        history.append(train_one_epoch(model, x_train, y_train, val, config, epoch, average))
         if out is not None:
-            _write_checkpoint(out, model, history)
+            _write_checkpoint(out, model, average, history)
         if progress is not None:
             progress(history[-1])
+    if average is not None:
+        average.copy_to_model()  # what is evaluated and saved from here on
 
     report = evaluate(model, data)
     if out is not None and (out / METRICS_FILE).exists():
