@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from mnist_bench import TrainConfig, load_model, train, weights_digest
 from mnist_bench.training import (
     CHECKPOINT_FILE,
+    WeightAverage,
     epoch_dataset,
     learning_rate,
     random_affine,
@@ -120,6 +121,93 @@ def test_corrupt_checkpoint_is_reported(mnist, tmp_path):
     (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"checkpoint\.npz: unreadable or incompatible"):
         train(config, mnist, tmp_path)
+
+
+# -- weight averaging ---------------------------------------------------------------------
+
+AVERAGED = dict(seed=0, weight_averaging=0.9)
+
+
+@pytest.fixture(scope="module")
+def averaged_run(mnist):
+    """`tiny_run`'s config with weight averaging: the same trajectory, other saved weights."""
+    return train(tiny_config(**AVERAGED), mnist)
+
+
+def test_averaging_leaves_the_training_trajectory_alone(tiny_run, averaged_run):
+    # The average only reads the weights, so training is bit-identical, and the last
+    # weights score exactly what the plain run's weights scored: a paired comparison.
+    for plain, averaged in zip(tiny_run.history, averaged_run.history, strict=True):
+        assert averaged["loss"] == plain["loss"]
+        assert averaged["accuracy"] == plain["accuracy"]
+        assert averaged["last_val_accuracy"] == plain["val_accuracy"]
+        assert averaged["last_val_loss"] == plain["val_loss"]
+        assert "last_val_accuracy" not in plain
+    # ...while what is validated and saved is the average.
+    assert averaged_run.history[-1]["val_loss"] != tiny_run.history[-1]["val_loss"]
+    assert averaged_run.metrics["weights_digest"] != tiny_run.metrics["weights_digest"]
+
+
+def test_averaged_run_is_deterministic_and_resumable(averaged_run, mnist, tmp_path):
+    config = tiny_config(**AVERAGED)
+
+    def stop_after_first_epoch(row):
+        if row["epoch"] == 1:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        train(config, mnist, tmp_path, progress=stop_after_first_epoch)
+    resumed = train(config, mnist, tmp_path)
+    assert resumed.metrics["weights_digest"] == averaged_run.metrics["weights_digest"]
+    assert resumed.history == [
+        {**row, "seconds": mine["seconds"], "images_per_s": mine["images_per_s"]}
+        for row, mine in zip(averaged_run.history, resumed.history, strict=True)
+    ]
+    # The saved model holds the averaged weights.
+    assert weights_digest(load_model(tmp_path)) == averaged_run.metrics["weights_digest"]
+
+
+def test_plain_checkpoint_does_not_load_into_an_averaged_run(mnist, tmp_path):
+    train(tiny_config(epochs=1), mnist, tmp_path)
+    (tmp_path / "metrics.json").unlink()
+    tiny_config(epochs=1, weight_averaging=0.5).to_json(tmp_path / "config.json")
+    with pytest.raises(ValueError, match=r"checkpoint\.npz: unreadable or incompatible"):
+        train(tiny_config(epochs=1, weight_averaging=0.5), mnist, tmp_path)
+
+
+def _toy_model():
+    import keras
+
+    inputs = keras.Input((3,))
+    x = keras.layers.Dense(2)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    return keras.Model(inputs, keras.layers.Dropout(0.5, seed=1)(x))
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5, 0.999])
+def test_average_follows_the_documented_update(momentum):
+    model = _toy_model()
+    average = WeightAverage(model, momentum)
+    # every float variable (kernel, bias, gamma, beta, moving mean and variance), not the
+    # integer seed state of Dropout
+    assert len(average.sources) == 6
+    assert all("float" in str(v.dtype) for v in average.sources)
+    expected = [v.numpy().astype(np.float64) for v in average.sources]
+    for step in range(4):
+        for v in average.sources:
+            v.assign(v.numpy() + (step + 1.0))
+        average._update(tf.constant(step, tf.int64))
+        m = min(momentum, (1.0 + step) / (10.0 + step))
+        expected = [m * e + (1 - m) * v.numpy() for e, v in zip(expected, average.sources)]
+    for e, a in zip(expected, average.averages, strict=True):
+        np.testing.assert_allclose(a.numpy(), e, rtol=1e-6)
+
+    last = [v.numpy() for v in average.sources]
+    with average.swapped_in():
+        for v, a in zip(average.sources, average.averages, strict=True):
+            np.testing.assert_array_equal(v.numpy(), a.numpy())
+    for v, before in zip(average.sources, last, strict=True):
+        np.testing.assert_array_equal(v.numpy(), before)  # the last weights are back
 
 
 # -- outputs ------------------------------------------------------------------------------
