@@ -198,7 +198,8 @@ def test_average_follows_the_documented_update(momentum):
             v.assign(v.numpy() + (step + 1.0))
         average._update(tf.constant(step, tf.int64))
         m = min(momentum, (1.0 + step) / (10.0 + step))
-        expected = [m * e + (1 - m) * v.numpy() for e, v in zip(expected, average.sources)]
+        now = [v.numpy() for v in average.sources]
+        expected = [m * e + (1 - m) * v for e, v in zip(expected, now, strict=True)]
     for e, a in zip(expected, average.averages, strict=True):
         np.testing.assert_allclose(a.numpy(), e, rtol=1e-6)
 
