@@ -46,7 +46,8 @@ def record_candidate(run_dir: str | Path, out_dir: str | Path = "results") -> di
         The record: ``run``, ``config``, ``epochs``, ``holdout_accuracy`` (final epoch, a
         fraction), ``holdout_errors``, ``holdout_size``, ``train_accuracy`` (final epoch's
         mean, augmentation and dropout on), ``wall_seconds`` (sum of epoch times),
-        ``flops_per_image``, ``params`` and ``provenance``. No test-set score.
+        ``flops_per_image``, ``params`` and ``provenance``; with weight averaging also
+        ``holdout_accuracy_last_weights`` (the same run's last weights). No test-set score.
     """
     run_dir = Path(run_dir)
     metrics = read_json(run_dir / "metrics.json")
@@ -69,6 +70,12 @@ def record_candidate(run_dir: str | Path, out_dir: str | Path = "results") -> di
         "holdout_accuracy": last["val_accuracy"],
         "holdout_errors": round((1.0 - last["val_accuracy"]) * config.holdout_size),
         "holdout_size": config.holdout_size,
+        # With weight averaging: the same run's last weights, scored on the same images.
+        **(
+            {"holdout_accuracy_last_weights": last["last_val_accuracy"]}
+            if "last_val_accuracy" in last
+            else {}
+        ),
         "train_accuracy": last["accuracy"],
         "wall_seconds": math.fsum(row["seconds"] for row in history),
         "flops_per_image": metrics["flops_per_image"],
@@ -108,7 +115,9 @@ def candidates_table(records: list[dict[str, Any]], recipe: TrainConfig | None =
     recipe_dict = (recipe or TrainConfig.recipe("reference")).to_dict()
     groups: dict[str, list[dict[str, Any]]] = {}
     for record in records:
-        groups.setdefault(_changes(record["config"], recipe_dict), []).append(record)
+        # Through TrainConfig: a record written before a field existed gets its default.
+        config = TrainConfig.from_dict(record["config"]).to_dict()
+        groups.setdefault(_changes(config, recipe_dict), []).append(record)
     lines = [
         "| candidate (differences from the reference recipe) | MFLOP/image | seeds | "
         "final-epoch holdout accuracy per seed | mean | minutes per run |",

@@ -143,3 +143,31 @@ def test_cli_select_bad_input_exits_2_naming_the_file(tmp_path, capsys):
     assert f"{readme}: needs exactly one {README_BEGIN}" in capsys.readouterr().err
     assert main(["select", str(run), "--out", str(tmp_path)]) == 2
     assert f"{run / 'config.json'}: validated on the test set" in capsys.readouterr().err
+
+
+def test_a_record_from_before_a_field_existed_reads_with_its_default(tmp_path):
+    run = fake_run(tmp_path / "runs", "old", accuracies=[0.9966], label_smoothing=0.0)
+    record_candidate(run, tmp_path)
+    path = tmp_path / "holdout" / "old.json"
+    record = json.loads(path.read_text())
+    del record["config"]["weight_averaging"]  # written before the field was added
+    path.write_text(json.dumps(record))
+    recipe = TrainConfig.recipe("reference", weight_averaging=0.999)
+    rows = candidates_table(recorded_candidates(tmp_path), recipe).splitlines()[2:]
+    assert rows[0].startswith("| label_smoothing=0.0, weight_averaging=None | ")
+
+
+def test_averaged_run_records_its_last_weights_score_too(tmp_path):
+    run = fake_run(tmp_path / "runs", "ema", accuracies=[0.9970], weight_averaging=0.999)
+    history = json.loads((run / "history.json").read_text())
+    history[-1]["last_val_accuracy"] = 0.9966
+    (run / "history.json").write_text(json.dumps(history))
+    record = record_candidate(run, tmp_path)
+    assert (record["holdout_accuracy"], record["holdout_accuracy_last_weights"]) == (0.997, 0.9966)
+
+
+def test_readme_holdout_table_matches_the_records():
+    # The published table is generated, never typed: `mnist-bench select --readme` rewrites it.
+    root = Path(__file__).resolve().parents[1]
+    table = candidates_table(recorded_candidates(root / "results"))
+    assert f"{README_BEGIN}\n{table}\n{README_END}" in (root / "README.md").read_text()
