@@ -254,17 +254,16 @@ def _pct(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{100 * value:.{digits}f}%"
 
 
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.0f} s" if value < 600 else f"{value / 60:.1f} min"
+def _minutes(value: float | None) -> str:
+    # One unit for every duration in the table, so a column reads at a glance.
+    return "–" if value is None else f"{value / 60:.1f} min"
 
 
 def _table_row(label: str, run: dict) -> str:
     return (
         f"| {label} | {_pct(run['test_accuracy'])} | {run['test_errors']} | "
         f"{run['test_loss']:.4f} | {_pct(run['train_accuracy'])} | "
-        f"{_seconds(run['wall_seconds'])} |"
+        f"{_minutes(run['wall_seconds'])} |"
     )
 
 
@@ -275,7 +274,7 @@ def _tta_line(run: dict) -> str:
     parts = []
     for key, seconds in tta["seconds"].items():
         epoch = tta["epoch"][key]
-        reached = "not reached" if seconds is None else f"{_seconds(seconds)} (epoch {epoch})"
+        reached = "not reached" if seconds is None else f"{_minutes(seconds)} (epoch {epoch})"
         parts.append(f"{_pct(float(key), 1)}: {reached}")
     lead = "Time to test accuracy of the published run (cumulative training + validation time)"
     return f"{lead}: {'; '.join(parts)}."

@@ -228,6 +228,9 @@ def test_train_flags_map_onto_config_fields(
     assert metrics["config"] == expected.to_dict()
     assert json.loads(result.out.splitlines()[0].removeprefix("config: ")) == expected.to_dict()
     assert len(_run_lines(result.out)[2]) == 1
+    # A holdout run reports its holdout score, never its test score (not for choosing).
+    assert f"final epoch 1: holdout accuracy {metrics['val_accuracy']:.4%}" in result.out
+    assert "test accuracy" not in result.out
 
 
 @pytest.mark.parametrize(
