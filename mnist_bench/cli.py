@@ -186,6 +186,8 @@ _TRAIN_FLAGS = {
     "rotation_deg": "rotation_deg",
     "shift_px": "shift_px",
     "zoom": "zoom",
+    "elastic_alpha": "elastic_alpha",
+    "elastic_sigma": "elastic_sigma",
     "model_options": "model_options",
     "validation": "validation",
     "holdout_size": "holdout_size",
@@ -322,6 +324,18 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--zoom", type=float, default=None, help="max |relative scale change| (default: recipe's)"
+    )
+    p.add_argument(
+        "--elastic-alpha",
+        type=float,
+        default=None,
+        help="elastic distortion strength, Simard's alpha, e.g. 34; 0 = off (default: recipe's)",
+    )
+    p.add_argument(
+        "--elastic-sigma",
+        type=float,
+        default=None,
+        help="elastic distortion smoothness, Gaussian sigma in pixels (default: 4)",
     )
     p.add_argument(
         "--validation",

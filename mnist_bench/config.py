@@ -48,6 +48,11 @@ class TrainConfig:
     rotation_deg: float = 10.0  # max |rotation|, degrees (only with augment)
     shift_px: float = 2.0  # max |translation| along each axis, pixels (only with augment)
     zoom: float = 0.1  # max |relative scale change|, e.g. 0.1 = 90%..110% (only with augment)
+    # Elastic distortion (Simard et al. 2003), only with augment: a per-pixel displacement
+    # field of uniform(-1, 1) noise smoothed by a Gaussian of elastic_sigma pixels and scaled
+    # by elastic_alpha (Simard: alpha 34, sigma 4). 0: affine distortion only.
+    elastic_alpha: float = 0.0
+    elastic_sigma: float = 4.0
     validation: str = "test"  # "test": the 10k test set, as the seed did; "holdout": split of train
     holdout_size: int = 10_000  # images held out of the 60k when validation == "holdout"
     train_subset: int | None = None  # use only the first N training images (quick runs)
@@ -80,6 +85,8 @@ class TrainConfig:
         _check_range("rotation_deg", self.rotation_deg, low=0.0, high=180.0)
         _check_range("shift_px", self.shift_px, low=0.0, high=14.0)
         _check_range("zoom", self.zoom, low=0.0, high=1.0, high_open=True)
+        _check_range("elastic_alpha", self.elastic_alpha, low=0.0, high=1000.0)
+        _check_range("elastic_sigma", self.elastic_sigma, low=0.0, high=28.0, low_open=True)
         for name in ("augment", "deterministic"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")

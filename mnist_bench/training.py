@@ -152,13 +152,9 @@ def split_data(config: TrainConfig, data: MnistData) -> Split:
     return Split(x, y, x_val, y_val)
 
 
-def random_affine(images: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.Tensor:
-    """Distort each image by its own random rotation, zoom and shift, in ONE resampling.
-
-    images: float32 (B, 28, 28, 1); seed: int64 (2,) for TensorFlow's stateless RNG, so the
-    draw depends on (seed, epoch, step) only. Bilinear, zero (black) fill outside the image.
-    """
-    u = tf.random.stateless_uniform((tf.shape(images)[0], 4), seed, minval=-1.0, maxval=1.0)
+def _affine_transforms(batch: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.Tensor:
+    """Per image, the random affine map (B, 8) in `ImageProjectiveTransformV3`'s layout."""
+    u = tf.random.stateless_uniform((batch, 4), seed, minval=-1.0, maxval=1.0)
     theta = u[:, 0] * (config.rotation_deg * math.pi / 180.0)
     scale = 1.0 + u[:, 1] * config.zoom
     tx, ty = u[:, 2] * config.shift_px, u[:, 3] * config.shift_px
@@ -170,15 +166,88 @@ def random_affine(images: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf
     a2 = c - a0 * (c + tx) - a1 * (c + ty)
     b2 = c - b0 * (c + tx) - b1 * (c + ty)
     zero = tf.zeros_like(a0)
-    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zero, zero], axis=1)
+    return tf.stack([a0, a1, a2, b0, b1, b2, zero, zero], axis=1)
+
+
+def random_affine(images: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.Tensor:
+    """Distort each image by its own random rotation, zoom and shift, in ONE resampling.
+
+    images: float32 (B, 28, 28, 1); seed: int64 (2,) for TensorFlow's stateless RNG, so the
+    draw depends on (seed, epoch, step) only. Bilinear, zero (black) fill outside the image.
+    """
     return tf.raw_ops.ImageProjectiveTransformV3(
         images=images,
-        transforms=transforms,
+        transforms=_affine_transforms(tf.shape(images)[0], seed, config),
         output_shape=tf.constant([28, 28]),
         fill_value=0.0,
         interpolation="BILINEAR",
         fill_mode="CONSTANT",
     )
+
+
+def _gaussian_kernel(sigma: float) -> tf.Tensor:
+    """A normalized 1-D Gaussian, float32 (2r + 1,), r = ceil(3 sigma) capped at 27 pixels."""
+    radius = min(math.ceil(3.0 * sigma), 27)
+    t = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (t / sigma) ** 2)
+    return tf.constant(kernel / kernel.sum(), tf.float32)
+
+
+def elastic_displacement(
+    batch: int, seed: tf.Tensor, alpha: float, sigma: float
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Simard et al.'s (2003) elastic displacement fields (dx, dy), each float32 (B, 28, 28).
+
+    Uniform(-1, 1) noise per pixel, smoothed by a Gaussian of `sigma` pixels (separable,
+    zero padding) and scaled by `alpha`; seed: int64 (2,), stateless like `random_affine`.
+    """
+    noise = tf.random.stateless_uniform((batch, 28, 28, 2), seed, minval=-1.0, maxval=1.0)
+    kernel = _gaussian_kernel(sigma)
+    along_y = tf.tile(tf.reshape(kernel, (-1, 1, 1, 1)), (1, 1, 2, 1))  # (K, 1, 2, 1)
+    along_x = tf.tile(tf.reshape(kernel, (1, -1, 1, 1)), (1, 1, 2, 1))  # (1, K, 2, 1)
+    smooth = tf.nn.depthwise_conv2d(noise, along_y, (1, 1, 1, 1), "SAME")
+    smooth = tf.nn.depthwise_conv2d(smooth, along_x, (1, 1, 1, 1), "SAME") * alpha
+    return smooth[..., 0], smooth[..., 1]
+
+
+def bilinear_sample(images: tf.Tensor, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """Read `images` (B, 28, 28, 1) float32 at pixel coordinates x (column), y (row), each
+    float32 (B, 28, 28): bilinear, each neighbour outside the image reading 0. Integer
+    coordinates are pixel centres, as in `tf.raw_ops.ImageProjectiveTransformV3`."""
+    b = tf.shape(images)[0]
+    flat = tf.reshape(images, (-1,))
+    offset = tf.reshape(tf.range(b) * 28 * 28, (-1, 1, 1))
+    x0, y0 = tf.floor(x), tf.floor(y)
+    out = tf.zeros_like(x)
+    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        xi, yi = x0 + dx, y0 + dy
+        weight = (1.0 - tf.abs(x - xi)) * (1.0 - tf.abs(y - yi))
+        inside = (xi >= 0) & (xi <= 27) & (yi >= 0) & (yi <= 27)
+        index = offset + tf.cast(
+            tf.clip_by_value(yi, 0, 27) * 28 + tf.clip_by_value(xi, 0, 27), tf.int32
+        )
+        out += tf.where(inside, weight * tf.gather(flat, index), 0.0)
+    return out[..., tf.newaxis]
+
+
+def random_distortion(images: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.Tensor:
+    """`random_affine`, plus Simard's elastic displacement when `config.elastic_alpha` > 0,
+    in ONE bilinear resampling (the affine draw is the same as without elastic)."""
+    if config.elastic_alpha == 0:
+        return random_affine(images, seed, config)
+    transforms = _affine_transforms(tf.shape(images)[0], seed, config)
+    rows, cols = tf.meshgrid(tf.range(28.0), tf.range(28.0), indexing="ij")  # output pixels
+    # (B, 1, 1) each, to broadcast over the output pixels
+    a0, a1, a2, b0, b1, b2 = tf.unstack(tf.reshape(transforms[:, :6], (-1, 6, 1, 1)), axis=1)
+    dx, dy = elastic_displacement(
+        tf.shape(images)[0],
+        tf.random.experimental.stateless_fold_in(seed, 1),  # a stream apart from the affine one
+        config.elastic_alpha,
+        config.elastic_sigma,
+    )
+    x = a0 * cols + a1 * rows + a2 + dx
+    y = b0 * cols + b1 * rows + b2 + dy
+    return bilinear_sample(images, x, y)
 
 
 def epoch_dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, epoch: int) -> tf.data.Dataset:
@@ -196,7 +265,7 @@ def epoch_dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, epoch: int)
         def augment(step: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> tuple:
             images, labels = batch
             seed = tf.stack([tf.constant(key, tf.int64), step])
-            return random_affine(images, seed, config), labels
+            return random_distortion(images, seed, config), labels
 
         ds = ds.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
