@@ -281,18 +281,21 @@ def _measure(workload: Workload, *, repeats: int, peak_gflops: float | None) -> 
 def _timed_together(
     workloads: Sequence[Workload], repeats: int, warmups: int = 1
 ) -> list[list[float]]:
-    """Wall seconds of `repeats` calls of each workload, timed in turn (A, B, A, B, ...) after
-    `warmups` untimed calls of each. Workloads that are compared with each other are timed
-    this way: on a shared machine whose speed drifts (other tenants, CPU throttling), every
-    workload then sees the same conditions, and their ratio holds even when the absolute
-    figures move. Returns one list of seconds per workload, in order."""
+    """Wall seconds of `repeats` calls of each workload, timed in turn, the order reversed
+    every other round (A B, B A, A B, ...), after `warmups` untimed calls of each. Workloads
+    that are compared with each other are timed this way: on a shared machine whose speed
+    drifts (other tenants, CPU throttling), every workload then sees the same conditions, and
+    the reversal keeps a steady drift within a round from always favouring the same position.
+    Their ratio thus holds even when the absolute figures move. Returns one list of seconds
+    per workload, in the order given."""
     for workload in workloads:
         for _ in range(warmups):
             workload.run()
     seconds: list[list[float]] = [[] for _ in workloads]
-    for _ in range(repeats):
-        for times, workload in zip(seconds, workloads, strict=True):
-            times += _timed(workload.run, 1)
+    for round_ in range(repeats):
+        order = list(range(len(workloads)))
+        for i in order if round_ % 2 == 0 else order[::-1]:
+            seconds[i] += _timed(workloads[i].run, 1)
     return seconds
 
 

@@ -348,14 +348,15 @@ def test_entry_counts_median_gflops_and_peak_fraction() -> None:
         bench.entry(workload, [])
 
 
-def test_compared_workloads_are_timed_in_turn_after_their_warm_ups() -> None:
+def test_compared_workloads_are_timed_in_alternating_turns_after_their_warm_ups() -> None:
     calls: list[str] = []
 
     def workload(name: str) -> bench.Workload:
         return bench.Workload(name, lambda: calls.append(name), 1, 1, "cpu")
 
     seconds = bench._timed_together([workload("a"), workload("b")], repeats=3, warmups=2)
-    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3  # warm-ups untimed, then A B A B...
+    # warm-ups untimed, then rounds in turn, every other one reversed: A B, B A, A B
+    assert calls == ["a", "a", "b", "b", "a", "b", "b", "a", "a", "b"]
     assert [len(s) for s in seconds] == [3, 3]
     assert all(t >= 0 for s in seconds for t in s)
 
