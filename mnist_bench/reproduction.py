@@ -21,7 +21,6 @@ typical; the spread over seeds is published instead (mean, sd, min, max).
 
 from __future__ import annotations
 
-import math
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ from .evaluation import evaluate, predict
 from .models import H5_NAME, KERAS_NAME, load_model
 from .plots import plot_history, plot_report
 from .provenance import provenance
+from .selection import accuracy_summary
 from .training import CONFIG_FILE, METRICS_FILE, TrainResult, train, weights_digest
 
 if TYPE_CHECKING:
@@ -117,15 +117,6 @@ def _run_entry(name: str, result: TrainResult) -> dict[str, Any]:
         "time_to_accuracy": _time_to_accuracy(result.history, result.config),
         "provenance": m["provenance"],
     }
-
-
-def _summary(accuracies: Sequence[float]) -> dict[str, Any]:
-    """Mean, sample sd (ddof=1; None for one run), min and max of final test accuracies."""
-    values = [float(a) for a in accuracies]
-    n = len(values)
-    mean = math.fsum(values) / n
-    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
-    return {"n": n, "mean": mean, "sd": sd, "min": min(values), "max": max(values)}
 
 
 def _ensemble(probabilities: list[np.ndarray], labels: np.ndarray) -> dict[str, Any]:
@@ -227,7 +218,7 @@ def _check_consistency(out: Path, metrics: dict, labels: np.ndarray) -> list[str
     """Numbers in metrics.json that must follow from other numbers in it or from config.json."""
     where, problems = out / METRICS_FILE, []
     runs, published = metrics["runs"], metrics["published"]
-    recomputed = _summary([run["test_accuracy"] for run in runs])
+    recomputed = accuracy_summary([run["test_accuracy"] for run in runs])
     if metrics["summary"] != recomputed:
         problems.append(f"{where}: summary {metrics['summary']} != recomputed {recomputed}")
     first = runs[0]
@@ -456,7 +447,7 @@ def _write_metrics(out: Path, seeds: list[int], plan: list[TrainConfig], data: M
         "selection": SELECTION,
     }
     probabilities = [np.load(out / PROBS_DIR / f"{e['run']}.npy") for e in entries]
-    summary = _summary([e["test_accuracy"] for e in entries])
+    summary = accuracy_summary([e["test_accuracy"] for e in entries])
     ensemble = {**_ensemble(probabilities, data.y_test), "seeds": [e["seed"] for e in entries]}
     seed_name = names[1]
     metrics = {

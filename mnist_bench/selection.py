@@ -17,6 +17,7 @@ holdout accuracy per seed and the mean.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,16 @@ from .config import TrainConfig
 
 HOLDOUT_DIR = "holdout"  # under the results folder
 README_BEGIN, README_END = "<!-- holdout-table -->", "<!-- /holdout-table -->"
+
+
+def accuracy_summary(accuracies: Sequence[float]) -> dict[str, Any]:
+    """``n``, ``mean``, sample ``sd`` (ddof=1; None for one run), ``min`` and ``max`` of
+    final-epoch accuracies (fractions)."""
+    values = [float(a) for a in accuracies]
+    n = len(values)
+    mean = math.fsum(values) / n
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
+    return {"n": n, "mean": mean, "sd": sd, "min": min(values), "max": max(values)}
 
 
 def _final_row(run_dir: Path) -> dict[str, Any]:
@@ -111,7 +122,8 @@ def _changes(config: dict[str, Any], recipe: dict[str, Any]) -> str:
 def candidates_table(records: list[dict[str, Any]], recipe: TrainConfig | None = None) -> str:
     """A Markdown table of the candidates in `records`: one row per recipe (all fields but
     the seed), how it differs from `recipe` (default: the current reference recipe), the final
-    holdout accuracy of each seed, their mean, and the mean wall time and forward FLOPs."""
+    holdout accuracy of each seed, their mean and sample sd (ddof=1, "–" for one seed), and
+    the mean wall time and forward FLOPs."""
     recipe_dict = (recipe or TrainConfig.recipe("reference")).to_dict()
     groups: dict[str, list[dict[str, Any]]] = {}
     for record in records:
@@ -120,19 +132,21 @@ def candidates_table(records: list[dict[str, Any]], recipe: TrainConfig | None =
         groups.setdefault(_changes(config, recipe_dict), []).append(record)
     lines = [
         "| candidate (differences from the reference recipe) | MFLOP/image | seeds | "
-        "final-epoch holdout accuracy per seed | mean | minutes per run |",
-        "| --- | ---: | --- | --- | ---: | ---: |",
+        "final-epoch holdout accuracy per seed | mean | sd | minutes per run |",
+        "| --- | ---: | --- | --- | ---: | ---: | ---: |",
     ]
     for changes, runs in groups.items():
         runs = sorted(runs, key=lambda r: r["config"]["seed"])
         accuracies = [r["holdout_accuracy"] for r in runs]
+        summary = accuracy_summary(accuracies)
+        sd = "–" if summary["sd"] is None else f"{summary['sd']:.3%}"
         per_seed = ", ".join(f"{a:.2%} ({r['holdout_errors']})" for a, r in zip(
             accuracies, runs, strict=True))  # fmt: skip
         minutes = math.fsum(r["wall_seconds"] for r in runs) / len(runs) / 60
         lines.append(
             f"| {changes} | {runs[0]['flops_per_image']['forward'] / 1e6:.1f} | "
             f"{', '.join(str(r['config']['seed']) for r in runs)} | {per_seed} | "
-            f"{math.fsum(accuracies) / len(accuracies):.3%} | {minutes:.1f} |"
+            f"{summary['mean']:.3%} | {sd} | {minutes:.1f} |"
         )
     return "\n".join(lines)
 

@@ -107,7 +107,8 @@ def test_table_groups_seeds_of_one_recipe_and_names_its_changes(tmp_path):
     rows = table.splitlines()[2:]
     assert len(rows) == 2
     assert rows[0].startswith("| the reference recipe | 16.3 | 0, 1 | 99.66% (34), 99.70% (30) |")
-    assert "| 99.680% |" in rows[0]
+    assert "| 99.680% | 0.028% |" in rows[0]  # mean, sample sd of 99.66% and 99.70%
+    assert "| 99.720% | – |" in rows[1]  # one seed: no sd
     assert rows[1].startswith("| label_smoothing=0.25, widths=[40, 80, 160] | 16.3 | 0 |")
 
 
