@@ -182,6 +182,7 @@ _TRAIN_FLAGS = {
     "warmup_epochs": "warmup_epochs",
     "label_smoothing": "label_smoothing",
     "weight_averaging": "weight_averaging",
+    "recalibrate_batch_norm": "recalibrate_batch_norm",
     "augment": "augment",
     "rotation_deg": "rotation_deg",
     "shift_px": "shift_px",
@@ -296,6 +297,13 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         help="linear warm-up, epochs (default: recipe's)",
     )
     p.add_argument("--label-smoothing", type=float, default=None, help="(default: recipe's)")
+    p.add_argument(
+        "--recalibrate-batch-norm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after the last epoch, recompute batch-norm statistics on the clean training "
+        "images (default: recipe's)",
+    )
     p.add_argument(
         "--weight-averaging",
         type=float,

@@ -58,7 +58,8 @@ def record_candidate(run_dir: str | Path, out_dir: str | Path = "results") -> di
         fraction), ``holdout_errors``, ``holdout_size``, ``train_accuracy`` (final epoch's
         mean, augmentation and dropout on), ``wall_seconds`` (sum of epoch times),
         ``flops_per_image``, ``params`` and ``provenance``; with weight averaging also
-        ``holdout_accuracy_last_weights`` (the same run's last weights). No test-set score.
+        ``holdout_accuracy_last_weights`` (the same run's last weights), with batch-norm
+        recalibration ``holdout_accuracy_uncalibrated`` (before it). No test-set score.
     """
     run_dir = Path(run_dir)
     metrics = read_json(run_dir / "metrics.json")
@@ -81,12 +82,16 @@ def record_candidate(run_dir: str | Path, out_dir: str | Path = "results") -> di
         "holdout_accuracy": last["val_accuracy"],
         "holdout_errors": round((1.0 - last["val_accuracy"]) * config.holdout_size),
         "holdout_size": config.holdout_size,
-        # With weight averaging: the same run's last weights, scored on the same images.
-        **(
-            {"holdout_accuracy_last_weights": last["last_val_accuracy"]}
-            if "last_val_accuracy" in last
-            else {}
-        ),
+        # The same run scored without its final steps, on the same images (paired): without
+        # weight averaging (the last weights), without batch-norm recalibration.
+        **{
+            name: last[key]
+            for name, key in (
+                ("holdout_accuracy_last_weights", "last_val_accuracy"),
+                ("holdout_accuracy_uncalibrated", "uncalibrated_val_accuracy"),
+            )
+            if key in last
+        },
         "train_accuracy": last["accuracy"],
         "wall_seconds": math.fsum(row["seconds"] for row in history),
         "flops_per_image": metrics["flops_per_image"],

@@ -201,6 +201,7 @@ def test_train_flags_map_onto_config_fields(
     argv = ["train", "--config", tmp_path / "start.json", "--out", tmp_path / "run"]
     argv += ["--data", mnist_dir]
     argv += [*(x for pair in flags.items() for x in pair), "--no-augment", "--no-deterministic"]
+    argv += ["--no-recalibrate-batch-norm"]
     result = cli(*argv)
     assert result.code == 0, result.err
 
@@ -225,6 +226,7 @@ def test_train_flags_map_onto_config_fields(
         holdout_size=500,
         train_subset=256,
         deterministic=False,
+        recalibrate_batch_norm=False,
         strategy="mirrored",
     )
     assert TrainConfig.from_json(tmp_path / "run" / "config.json") == expected

@@ -68,6 +68,7 @@ def valid_configs(draw: st.DrawFn) -> TrainConfig:
         warmup_epochs=draw(_floats(0.0, float(epochs)) | st.integers(0, epochs)),
         label_smoothing=draw(_floats(0.0, 1.0, exclude_max=True)),
         weight_averaging=draw(st.none() | _floats(0.0, 1.0, exclude_max=True)),
+        recalibrate_batch_norm=draw(st.booleans()),
         augment=draw(st.booleans()),
         rotation_deg=draw(_floats(0.0, 180.0)),
         shift_px=draw(_floats(0.0, 14.0)),
@@ -157,6 +158,7 @@ INVALID = [
     ("elastic_alpha", -1.0, "elastic_alpha must be in [0.0, 1000.0], got -1.0"),
     ("elastic_sigma", 0.0, "elastic_sigma must be in (0.0, 28.0], got 0.0"),
     ("augment", 1, "augment must be true or false, got 1"),
+    ("recalibrate_batch_norm", "yes", "recalibrate_batch_norm must be true or false, got 'yes'"),
     ("deterministic", "yes", "deterministic must be true or false, got 'yes'"),
     ("strategy", "tpu", "strategy must be one of ['default', 'mirrored'], got 'tpu'"),
     ("model_options", [], "model_options must be a dict, got list"),
@@ -228,7 +230,7 @@ def test_reference_recipe():
     config = TrainConfig.recipe("reference")
     expected = dict(model="reference", learning_rate=3e-3, lr_schedule="cosine")
     expected |= dict(warmup_epochs=1.0, augment=True, rotation_deg=10.0, shift_px=2.0, zoom=0.1)
-    expected |= dict(label_smoothing=0.1)
+    expected |= dict(label_smoothing=0.1, recalibrate_batch_norm=True)
     assert config == TrainConfig(**expected)
     assert config.epochs == 30 and config.model_options == {}  # build_reference's defaults
 

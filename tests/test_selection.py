@@ -158,13 +158,15 @@ def test_a_record_from_before_a_field_existed_reads_with_its_default(tmp_path):
     assert rows[0].startswith("| label_smoothing=0.0, weight_averaging=None | ")
 
 
-def test_averaged_run_records_its_last_weights_score_too(tmp_path):
+def test_a_run_with_final_steps_records_its_scores_without_them_too(tmp_path):
     run = fake_run(tmp_path / "runs", "ema", accuracies=[0.9970], weight_averaging=0.999)
     history = json.loads((run / "history.json").read_text())
     history[-1]["last_val_accuracy"] = 0.9966
+    history[-1]["uncalibrated_val_accuracy"] = 0.9965
     (run / "history.json").write_text(json.dumps(history))
     record = record_candidate(run, tmp_path)
     assert (record["holdout_accuracy"], record["holdout_accuracy_last_weights"]) == (0.997, 0.9966)
+    assert record["holdout_accuracy_uncalibrated"] == 0.9965
 
 
 def test_readme_holdout_table_matches_the_records():

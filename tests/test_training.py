@@ -28,6 +28,7 @@ from mnist_bench.training import (
     learning_rate,
     random_affine,
     random_distortion,
+    recalibrate_batch_norm,
     split_data,
 )
 
@@ -44,6 +45,15 @@ def tiny_config(**changes) -> TrainConfig:
 def tiny_run(mnist):
     """One uninterrupted tiny reference run, the yardstick for the determinism tests."""
     return train(tiny_config(seed=0), mnist)
+
+
+PLAIN = dict(seed=0, recalibrate_batch_norm=False)  # the recipe's final step off
+
+
+@pytest.fixture(scope="module")
+def uncalibrated_run(mnist):
+    """`tiny_run` without its batch-norm recalibration: the same training, other end."""
+    return train(tiny_config(**PLAIN), mnist)
 
 
 # -- determinism --------------------------------------------------------------------------
@@ -129,27 +139,27 @@ def test_corrupt_checkpoint_is_reported(mnist, tmp_path):
 
 # -- weight averaging ---------------------------------------------------------------------
 
-AVERAGED = dict(seed=0, weight_averaging=0.9)
+AVERAGED = dict(PLAIN, weight_averaging=0.9)
 
 
 @pytest.fixture(scope="module")
 def averaged_run(mnist):
-    """`tiny_run`'s config with weight averaging: the same trajectory, other saved weights."""
+    """`uncalibrated_run` with weight averaging: the same trajectory, other saved weights."""
     return train(tiny_config(**AVERAGED), mnist)
 
 
-def test_averaging_leaves_the_training_trajectory_alone(tiny_run, averaged_run):
+def test_averaging_leaves_the_training_trajectory_alone(uncalibrated_run, averaged_run):
     # The average only reads the weights, so training is bit-identical, and the last
     # weights score exactly what the plain run's weights scored: a paired comparison.
-    for plain, averaged in zip(tiny_run.history, averaged_run.history, strict=True):
+    for plain, averaged in zip(uncalibrated_run.history, averaged_run.history, strict=True):
         assert averaged["loss"] == plain["loss"]
         assert averaged["accuracy"] == plain["accuracy"]
         assert averaged["last_val_accuracy"] == plain["val_accuracy"]
         assert averaged["last_val_loss"] == plain["val_loss"]
         assert "last_val_accuracy" not in plain
     # ...while what is validated and saved is the average.
-    assert averaged_run.history[-1]["val_loss"] != tiny_run.history[-1]["val_loss"]
-    assert averaged_run.metrics["weights_digest"] != tiny_run.metrics["weights_digest"]
+    assert averaged_run.history[-1]["val_loss"] != uncalibrated_run.history[-1]["val_loss"]
+    assert averaged_run.metrics["weights_digest"] != uncalibrated_run.metrics["weights_digest"]
 
 
 def test_averaged_run_is_deterministic_and_resumable(averaged_run, mnist, tmp_path):
@@ -213,6 +223,77 @@ def test_average_follows_the_documented_update(momentum):
             np.testing.assert_array_equal(v.numpy(), a.numpy())
     for v, before in zip(average.sources, last, strict=True):
         np.testing.assert_array_equal(v.numpy(), before)  # the last weights are back
+
+
+# -- batch-norm recalibration -------------------------------------------------------------
+
+
+def test_recalibration_changes_only_what_happens_after_the_last_epoch(uncalibrated_run, tiny_run):
+    assert tiny_run.config.recalibrate_batch_norm  # the reference recipe recalibrates
+    for plain, recalibrated in zip(uncalibrated_run.history, tiny_run.history, strict=True):
+        assert recalibrated["loss"] == plain["loss"]  # the same training, bit for bit
+    last, plain_last = tiny_run.history[-1], uncalibrated_run.history[-1]
+    assert last["uncalibrated_val_accuracy"] == plain_last["val_accuracy"]
+    assert last["uncalibrated_val_loss"] == plain_last["val_loss"]
+    assert last["val_loss"] != plain_last["val_loss"]  # what is saved: the recalibrated model
+    assert "uncalibrated_val_loss" not in tiny_run.history[0]  # only the final row
+    assert tiny_run.metrics["weights_digest"] != uncalibrated_run.metrics["weights_digest"]
+
+
+def test_a_run_differing_only_after_its_last_epoch_is_finished_from_its_checkpoint(
+    tiny_run, mnist, tmp_path
+):
+    train(tiny_config(**PLAIN), mnist, tmp_path)
+    epochs_run = []
+    finished = train(tiny_config(seed=0), mnist, tmp_path, progress=epochs_run.append)
+    assert epochs_run == []  # nothing retrained: the checkpoint is that training's end
+    assert finished.metrics["weights_digest"] == tiny_run.metrics["weights_digest"]
+    assert TrainConfig.from_json(tmp_path / "config.json") == tiny_config(seed=0)
+    assert weights_digest(load_model(tmp_path)) == tiny_run.metrics["weights_digest"]
+    with pytest.raises(ValueError, match="holds a run with a different config"):
+        train(tiny_config(seed=0, label_smoothing=0.0), mnist, tmp_path)  # a training field
+
+
+def _model_with_batch_norm_after_dropout():
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(3, kernel_initializer="ones"),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dropout(0.5, seed=1),
+            keras.layers.Dense(2),
+            keras.layers.BatchNormalization(),
+        ]
+    )
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_recalibrated_statistics_are_those_of_the_inputs_in_inference_mode(seed):
+    model = _model_with_batch_norm_after_dropout()
+    x = np.random.default_rng(seed).normal(2.0, 3.0, (700, 4)).astype(np.float32)
+    assert recalibrate_batch_norm(model, x, batch_size=128) == 2  # uneven last batch
+    dense1, bn1, _, dense2, bn2 = model.layers
+    # By hand, in float64: the first layer's inputs, then the second's with the first one
+    # normalizing by its new statistics and dropout off (inference).
+    h = x.astype(np.float64) @ dense1.kernel.numpy() + dense1.bias.numpy()
+    np.testing.assert_allclose(bn1.moving_mean.numpy(), h.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(bn1.moving_variance.numpy(), h.var(0), rtol=1e-4)
+    normalized = (h - h.mean(0)) / np.sqrt(h.var(0) + bn1.epsilon)  # gamma 1, beta 0
+    z = normalized @ dense2.kernel.numpy() + dense2.bias.numpy()
+    np.testing.assert_allclose(bn2.moving_mean.numpy(), z.mean(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(bn2.moving_variance.numpy(), z.var(0), rtol=1e-4)
+
+
+def test_a_model_without_batch_norm_is_left_alone(small_xy):
+    from mnist_bench import build_model
+
+    model = build_model("seed")
+    before = weights_digest(model)
+    assert recalibrate_batch_norm(model, small_xy[0]) == 0
+    assert weights_digest(model) == before
 
 
 # -- outputs ------------------------------------------------------------------------------
