@@ -461,9 +461,11 @@ def _start_or_resume(
         if previous != config and same_training == config and (out_dir / CHECKPOINT_FILE).exists():
             # Only the steps after the last epoch differ: training follows the very same
             # trajectory, so its checkpoint is as good as a retrain; finish it the new way.
+            # The folder changes only once the checkpoint has loaded.
+            history = _restore_checkpoint(out_dir, model, average)
             write_json(config_path, config.to_dict())
-            (out_dir / METRICS_FILE).unlink(missing_ok=True)
-            return _restore_checkpoint(out_dir, model, average)
+            (out_dir / METRICS_FILE).unlink(missing_ok=True)  # unfinished until rewritten
+            return history
         if previous != config:
             raise ValueError(
                 f"{config_path}: this folder holds a run with a different config; "

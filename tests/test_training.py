@@ -254,6 +254,15 @@ def test_a_run_differing_only_after_its_last_epoch_is_finished_from_its_checkpoi
         train(tiny_config(seed=0, label_smoothing=0.0), mnist, tmp_path)  # a training field
 
 
+def test_finishing_from_a_bad_checkpoint_changes_nothing_in_the_folder(mnist, tmp_path):
+    train(tiny_config(epochs=1, **PLAIN), mnist, tmp_path)
+    (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(ValueError, match=r"checkpoint\.npz: unreadable or incompatible"):
+        train(tiny_config(epochs=1, seed=0), mnist, tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 def _model_with_batch_norm_after_dropout():
     import keras
 
