@@ -395,8 +395,8 @@ def _revalidated(row: dict, model: keras.Model, val: tf.data.Dataset) -> dict:
     scores = model.evaluate(val, return_dict=True, verbose=0)
     return {
         **row,
-        "uncalibrated_val_loss": row.get("uncalibrated_val_loss", row["val_loss"]),
-        "uncalibrated_val_accuracy": row.get("uncalibrated_val_accuracy", row["val_accuracy"]),
+        "uncalibrated_val_loss": row["val_loss"],  # the checkpointed row: before recalibration
+        "uncalibrated_val_accuracy": row["val_accuracy"],
         "val_loss": float(scores["loss"]),
         "val_accuracy": float(scores["accuracy"]),
     }
