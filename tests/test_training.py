@@ -92,12 +92,14 @@ class _Interrupt(Exception):
     """Stands for a kill after the first epoch's checkpoint was written."""
 
 
+def stop_after_first_epoch(row: dict) -> None:
+    """A `progress` callback that interrupts a run once its first epoch is checkpointed."""
+    if row["epoch"] == 1:
+        raise _Interrupt
+
+
 def test_resumed_run_equals_uninterrupted_run(tiny_run, mnist, tmp_path):
     config = tiny_config(seed=0)
-
-    def stop_after_first_epoch(row):
-        if row["epoch"] == 1:
-            raise _Interrupt
 
     with pytest.raises(_Interrupt):
         train(config, mnist, tmp_path, progress=stop_after_first_epoch)
@@ -164,10 +166,6 @@ def test_averaging_leaves_the_training_trajectory_alone(uncalibrated_run, averag
 
 def test_averaged_run_is_deterministic_and_resumable(averaged_run, mnist, tmp_path):
     config = tiny_config(**AVERAGED)
-
-    def stop_after_first_epoch(row):
-        if row["epoch"] == 1:
-            raise _Interrupt
 
     with pytest.raises(_Interrupt):
         train(config, mnist, tmp_path, progress=stop_after_first_epoch)
