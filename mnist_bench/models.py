@@ -146,6 +146,15 @@ def model_options(name: str) -> tuple[str, ...]:
     return tuple(inspect.signature(_BUILDERS[name]).parameters)
 
 
+def model_option_defaults(name: str) -> dict[str, Any]:
+    """Each keyword option of `build_model(name)` with its default, in JSON form (sequences
+    as lists): what an option left out of a config's ``model_options`` means."""
+    model_options(name)  # the unknown-name error
+    parameters = inspect.signature(_BUILDERS[name]).parameters.values()
+    return {p.name: list(p.default) if isinstance(p.default, tuple) else p.default
+            for p in parameters}  # fmt: skip
+
+
 def build_model(name: str, **options: Any) -> keras.Model:
     """Build the architecture `name` (one of `MODEL_NAMES`), uncompiled, with fresh weights.
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from ._io import read_json, read_marked, replace_marked, write_json
 from .config import TrainConfig
+from .models import model_option_defaults
 
 HOLDOUT_DIR = "holdout"  # under the results folder
 README_BEGIN, README_END = "<!-- holdout-table -->", "<!-- /holdout-table -->"
@@ -115,10 +116,11 @@ def _changes(config: dict[str, Any], recipe: dict[str, Any]) -> str:
     for key in sorted(config):
         if key in ignored or config[key] == recipe.get(key):
             continue
-        if key == "model_options":  # one entry per option, the recipe's defaults implied
-            options = {**recipe.get(key, {}), **config[key]}
-            parts += [f"{k}={v}" for k, v in sorted(options.items())
-                      if v != recipe.get(key, {}).get(k)]  # fmt: skip
+        if key == "model_options" and config["model"] == recipe["model"]:
+            # One entry per option; an option left out means the builder's default.
+            defaults = model_option_defaults(config["model"])
+            options, reference = {**defaults, **config[key]}, {**defaults, **recipe[key]}
+            parts += [f"{k}={v}" for k, v in sorted(options.items()) if v != reference[k]]
         else:
             parts.append(f"{key}={config[key]}")
     return ", ".join(parts) or "the reference recipe"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ from keras import layers
 
 from mnist_bench import MODEL_NAMES, build_model, load_model, model_flops, save_model
 from mnist_bench.config import MODEL_OPTIONS
-from mnist_bench.models import build_reference, build_seed, model_options
+from mnist_bench.models import build_reference, build_seed, model_option_defaults, model_options
 
 BUILDERS = {"seed": build_seed, "reference": build_reference}
 H5, KERAS = "network_for_mnist.h5", "model.keras"
@@ -93,6 +94,16 @@ def test_unknown_model_raises_listing_names(name):
 
 def test_model_options_are_the_builders_keywords_and_what_configs_accept():
     assert {name: model_options(name) for name in MODEL_NAMES} == MODEL_OPTIONS
+
+
+def test_option_defaults_are_json_values_that_build_the_default_network():
+    defaults = model_option_defaults("reference")
+    assert defaults == {"widths": [32, 64, 128], "convs_per_stage": [1, 1, 1],
+                        "dense_units": 256, "dropout": 0.3}  # fmt: skip
+    assert json.loads(json.dumps(defaults)) == defaults
+    assert model_option_defaults("seed") == {}
+    built, default = build_model("reference", **defaults), build_model("reference")
+    assert [w.shape for w in built.weights] == [w.shape for w in default.weights]
 
 
 def _reference_flops(widths, convs, dense_units=256) -> int:

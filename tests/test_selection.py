@@ -23,7 +23,7 @@ from mnist_bench.selection import (
     update_readme,
 )
 
-WIDE = {"widths": [40, 80, 160]}
+WIDE = {**TrainConfig.recipe("reference").model_options, "widths": [40, 80, 160]}
 
 
 def fake_run(
@@ -110,6 +110,25 @@ def test_table_groups_seeds_of_one_recipe_and_names_its_changes(tmp_path):
     assert "| 99.680% | 0.028% |" in rows[0]  # mean, sample sd of 99.66% and 99.70%
     assert "| 99.720% | – |" in rows[1]  # one seed: no sd
     assert rows[1].startswith("| label_smoothing=0.25, widths=[40, 80, 160] | 16.3 | 0 |")
+
+
+@pytest.mark.parametrize(
+    "options, recipe_options, changes",
+    [
+        ({}, {}, "the reference recipe"),
+        ({"dropout": 0.3}, {}, "the reference recipe"),  # 0.3 is the builder's default
+        ({}, {"convs_per_stage": [1, 2, 2]}, "convs_per_stage=[1, 1, 1]"),
+        ({"convs_per_stage": [1, 2, 2]}, {"convs_per_stage": [1, 2, 2]}, "the reference recipe"),
+        ({"dense_units": 128}, {"widths": [40, 80, 160]}, "dense_units=128, widths=[32, 64, 128]"),
+    ],
+)
+def test_an_option_left_out_means_the_builders_default(options, recipe_options, changes):
+    recipe = TrainConfig.recipe("reference", model_options=recipe_options)
+    record = {"config": recipe.replace(model_options=options).to_dict(), "holdout_accuracy": 0.99,
+              "holdout_errors": 100, "wall_seconds": 60.0,
+              "flops_per_image": {"forward": 1e6}}  # fmt: skip
+    row = candidates_table([record], recipe).splitlines()[2]
+    assert row.startswith(f"| {changes} | 1.0 | 0 |")
 
 
 def test_update_readme_rewrites_only_between_the_markers(tmp_path):
