@@ -19,7 +19,8 @@ What is measured (`run_benchmarks`):
   ``reference`` models, through plain `model.fit` on NumPy arrays (the baseline) and through the
   package's own input path as `train` runs it (`training.epoch_dataset`: seeded order, tf.data
   prefetch, and the model's recipe's augmentation: on for ``reference``, off for ``seed``),
-  both compiled by `training.compile_model`;
+  both compiled by `training.compile_model`; each model is the network its recipe trains
+  (`TrainConfig.recipe(name).model_options`);
 - batched inference (batch 1024) and single-image latency, `model.predict` against
   `mnist_bench.predict` on the same model;
 - `preprocess_images` + `one_hot`, and `load_mnist` (decompression, parsing, SHA-256 checks).
@@ -391,6 +392,12 @@ def _labels(n: int, labels: np.ndarray | None, seed: int = 1) -> np.ndarray:
     return np.asarray(labels[:n])
 
 
+def recipe_model(name: str) -> keras.Model:
+    """A fresh, uncompiled `name` network as its published recipe builds it (the recipe's
+    ``model_options`` applied): the network whose speed the README reports."""
+    return build_model(name, **TrainConfig.recipe(name).model_options)
+
+
 def train_workload(
     model_name: str,
     *,
@@ -418,7 +425,7 @@ def train_workload(
     n = steps * batch_size
     x, y = preprocess_images(_pixels(n, images)), one_hot(_labels(n, labels))
     with _on(device):
-        model = build_model(model_name)
+        model = recipe_model(model_name)
         compile_model(model, config, steps_per_epoch=steps)
     epochs = itertools.count()
 
@@ -805,7 +812,7 @@ def _suite(
         )
     for name in MODEL_NAMES:
         with _on(device):
-            model = build_model(name)  # untrained: speed does not depend on the weights
+            model = recipe_model(name)  # untrained: speed does not depend on the weights
         yield partial(
             _measure_group,
             [

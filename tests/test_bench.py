@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mnist_bench import MODEL_NAMES, bench, build_model, cli
+from mnist_bench import MODEL_NAMES, TrainConfig, bench, build_model, cli, model_flops
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -144,7 +144,7 @@ def test_inference_throughput(
 ) -> None:
     tf_device = _tf_device(device)
     with tf.device(tf_device):
-        model = build_model(model_name)
+        model = bench.recipe_model(model_name)
     workload = bench.inference_workload(
         model, batch_size=1024, images=INFERENCE_IMAGES[smoke], method=method, device=tf_device
     )
@@ -160,7 +160,7 @@ def test_single_image_latency(
 ) -> None:
     tf_device = _tf_device(device)
     with tf.device(tf_device):
-        model = build_model(model_name)
+        model = bench.recipe_model(model_name)
     workload = bench.latency_workload(model, method=method, device=tf_device)
     benchmark.pedantic(workload.run, rounds=LATENCY_ROUNDS, warmup_rounds=3)
     _record(benchmark, workload, peak, tf_device)
@@ -375,6 +375,16 @@ def test_ratios_read_as_speedups() -> None:
         "predict_single_p50_vs_model_predict/seed": 30.0,
         "train_without_vs_with_op_determinism/seed": 1.2,
     }
+
+
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
+def test_benchmarks_time_the_network_the_recipe_trains(model_name: str) -> None:
+    # The reference recipe sets model_options: the default network would be the wrong one.
+    config = TrainConfig.recipe(model_name)
+    trained = model_flops(build_model(model_name, **config.model_options))
+    workload = bench.train_workload(model_name, steps=1)
+    assert workload.flops_per_image == trained["training"]
+    assert model_flops(bench.recipe_model(model_name)) == trained
 
 
 @pytest.mark.parametrize("determinism", [True, False])
