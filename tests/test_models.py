@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from keras import layers
 
-from mnist_bench import MODEL_NAMES, build_model, load_model, model_flops, save_model
+from mnist_bench import MODEL_NAMES, TrainConfig, build_model, load_model, model_flops, save_model
 from mnist_bench.config import MODEL_OPTIONS
 from mnist_bench.models import build_reference, build_seed, model_option_defaults, model_options
 
@@ -340,3 +340,14 @@ def test_load_model_errors_name_the_path(tmp_path, make, message):
     with pytest.raises(ValueError, match=re.escape(message)) as e:
         load_model(path)
     assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_readme_models_table_states_the_recipe_networks_size(name):
+    # The table describes what the published recipes train, options included.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    row = re.search(rf"^\| `{name}` \|.* \| ([\d,]+) \| ([\d.]+) M \|$", readme, re.MULTILINE)
+    assert row, f"README.md's models table has no row for {name!r}"
+    model = build_model(name, **TrainConfig.recipe(name).model_options)
+    assert int(row.group(1).replace(",", "")) == model.count_params()
+    assert row.group(2) == f"{model_flops(model)['forward'] / 1e6:.1f}"
