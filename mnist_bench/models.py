@@ -140,15 +140,14 @@ MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 
 def model_options(name: str) -> tuple[str, ...]:
     """The keyword options `build_model(name, **options)` accepts (empty for ``"seed"``)."""
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown model {name!r}; choose one of {list(MODEL_NAMES)}")
-    return tuple(inspect.signature(_BUILDERS[name]).parameters)
+    return tuple(model_option_defaults(name))
 
 
 def model_option_defaults(name: str) -> dict[str, Any]:
     """Each keyword option of `build_model(name)` with its default, in JSON form (sequences
     as lists): what an option left out of a config's ``model_options`` means."""
-    model_options(name)  # the unknown-name error
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown model {name!r}; choose one of {list(MODEL_NAMES)}")
     parameters = inspect.signature(_BUILDERS[name]).parameters.values()
     return {p.name: list(p.default) if isinstance(p.default, tuple) else p.default
             for p in parameters}  # fmt: skip
