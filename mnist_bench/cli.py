@@ -456,7 +456,7 @@ def _print_reproduce_summary(metrics: dict[str, Any]) -> None:
     s, ens, pub = metrics["summary"], metrics["ensemble"], metrics["published"]
     sd = "n/a" if s["sd"] is None else f"{s['sd']:.3%}"
     print(
-        f"reference over {s['n']} seeds: mean {s['mean']:.3%} ± {sd}, "
+        f"reference over {s['n']} seed{'' if s['n'] == 1 else 's'}: mean {s['mean']:.3%} ± {sd}, "
         f"min {s['min']:.2%}, max {s['max']:.2%}"
     )
     print(

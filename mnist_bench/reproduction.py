@@ -241,6 +241,10 @@ def _check_consistency(out: Path, metrics: dict, labels: np.ndarray) -> list[str
     return problems
 
 
+def _n_seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
 def _pct(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{100 * value:.{digits}f}%"
 
@@ -513,7 +517,7 @@ def results_table(metrics: dict) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
         _table_row(f"**published**: reference, seed {pub['seed']} ({pub['selection']})", pub),
         *(_table_row(f"reference, seed {run['seed']}", run) for run in runs),
-        f"| reference, mean ± sd over {summary['n']} seeds | {_pct(summary['mean'], 3)} ± {sd} "
+        f"| reference, mean ± sd over {_n_seeds(summary['n'])} | {_pct(summary['mean'], 3)} ± {sd} "
         "| | | | |",
         f"| reference, min / max | {_pct(summary['min'])} / {_pct(summary['max'])} | | | | |",
         f"| ensemble of {ens['n_models']} (mean softmax) | {_pct(ens['test_accuracy'])} | "
