@@ -5,7 +5,9 @@ Fast (default run):
   on the machine where it was pinned it must also reproduce the pinned digest and accuracy
   exactly (oneDNN's float results are bit-stable per CPU model, not across models);
 - the published model in results/ reaches exactly the accuracy results/ states, and >= 99.70%
-  (an expected failure, reported as xfailed, while results/metrics.json records it below).
+  (an expected failure, reported as xfailed, while results/metrics.json records it below);
+- the committed results/ pass `mnist-bench reproduce --check` (models, summary, targets,
+  ensemble, every file metrics.json names).
 
 Slow (`pytest -m slow`, `tox -e reproduce`): the full 30-epoch reference recipe retrained from
 the published seed reaches >= 99.70% and, on the pinned machine, the published weights digest.
@@ -20,6 +22,7 @@ import pytest
 
 from mnist_bench import TrainConfig, evaluate, load_model, train, weights_digest
 from mnist_bench.provenance import machine_fingerprint
+from mnist_bench.reproduction import check_results
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 PUBLISHED_TARGET = 0.9970  # the project's claim: >= 99.70% final-epoch test accuracy
@@ -105,6 +108,10 @@ def test_published_h5_and_keras_hold_the_published_weights(published):
     h5_model = load_model(RESULTS / "network_for_mnist.h5")
     assert weights_digest(keras_model) == published["published"]["weights_digest"]
     assert weights_digest(h5_model) == published["published"]["weights_digest"]
+
+
+def test_committed_results_pass_the_reproduce_check(published, mnist):
+    assert check_results(RESULTS, data=mnist) == []
 
 
 @pytest.mark.slow
