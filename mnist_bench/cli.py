@@ -443,6 +443,8 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _print_reproduce_summary(metrics: dict[str, Any]) -> None:
+    from .reproduction import n_seeds_text
+
     print(f"{'run':<18}  {'test_acc':>8}  {'errors':>6}  {'test_loss':>9}  {'wall_s':>8}  digest")
     for run in [*metrics["runs"], metrics["seed_model"]]:
         if run is None:  # the seed notebook's model is not recorded yet
@@ -456,7 +458,7 @@ def _print_reproduce_summary(metrics: dict[str, Any]) -> None:
     s, ens, pub = metrics["summary"], metrics["ensemble"], metrics["published"]
     sd = "n/a" if s["sd"] is None else f"{s['sd']:.3%}"
     print(
-        f"reference over {s['n']} seed{'' if s['n'] == 1 else 's'}: mean {s['mean']:.3%} ± {sd}, "
+        f"reference over {n_seeds_text(s['n'])}: mean {s['mean']:.3%} ± {sd}, "
         f"min {s['min']:.2%}, max {s['max']:.2%}"
     )
     print(

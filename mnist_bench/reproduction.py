@@ -241,7 +241,8 @@ def _check_consistency(out: Path, metrics: dict, labels: np.ndarray) -> list[str
     return problems
 
 
-def _n_seeds(n: int) -> str:
+def n_seeds_text(n: int) -> str:
+    """``"1 seed"``, ``"5 seeds"``: how the table and the CLI summary count runs."""
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
@@ -517,8 +518,8 @@ def results_table(metrics: dict) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: |",
         _table_row(f"**published**: reference, seed {pub['seed']} ({pub['selection']})", pub),
         *(_table_row(f"reference, seed {run['seed']}", run) for run in runs),
-        f"| reference, mean ± sd over {_n_seeds(summary['n'])} | {_pct(summary['mean'], 3)} ± {sd} "
-        "| | | | |",
+        f"| reference, mean ± sd over {n_seeds_text(summary['n'])} "
+        f"| {_pct(summary['mean'], 3)} ± {sd} | | | | |",
         f"| reference, min / max | {_pct(summary['min'])} / {_pct(summary['max'])} | | | | |",
         f"| ensemble of {ens['n_models']} (mean softmax) | {_pct(ens['test_accuracy'])} | "
         f"{ens['test_errors']} | | | |",
