@@ -189,6 +189,9 @@ _TRAIN_FLAGS = {
     "zoom": "zoom",
     "elastic_alpha": "elastic_alpha",
     "elastic_sigma": "elastic_sigma",
+    "contrast": "contrast",
+    "brightness": "brightness",
+    "noise_std": "noise_std",
     "model_options": "model_options",
     "validation": "validation",
     "holdout_size": "holdout_size",
@@ -344,6 +347,24 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         help="elastic distortion smoothness, Gaussian sigma in pixels (default: 4)",
+    )
+    p.add_argument(
+        "--contrast",
+        type=float,
+        default=None,
+        help="max relative contrast reduction, e.g. 0.7 = factor 0.3..1 (default: 0, off)",
+    )
+    p.add_argument(
+        "--brightness",
+        type=float,
+        default=None,
+        help="max brightness offset added, in [0, 1] (default: 0, off)",
+    )
+    p.add_argument(
+        "--noise-std",
+        type=float,
+        default=None,
+        help="max sigma of added Gaussian noise, in [0, 1] (default: 0, off)",
     )
     p.add_argument(
         "--validation",

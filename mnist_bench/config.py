@@ -19,7 +19,7 @@ MODEL_CHOICES = ("seed", "reference")
 # kept here so a typo fails when the config is made, not minutes later at build time.
 MODEL_OPTIONS = {
     "seed": (),
-    "reference": ("widths", "convs_per_stage", "dense_units", "dropout"),
+    "reference": ("widths", "convs_per_stage", "dense_units", "dropout", "standardize"),
 }
 SCHEDULE_CHOICES = ("constant", "cosine")
 VALIDATION_CHOICES = ("test", "holdout")
@@ -57,6 +57,13 @@ class TrainConfig:
     # by elastic_alpha (Simard: alpha 34, sigma 4). 0: affine distortion only.
     elastic_alpha: float = 0.0
     elastic_sigma: float = 4.0
+    # Photometric distortion, only with augment, after the geometric one, per image: contrast
+    # scaled by a factor uniform in [1 - contrast, 1], then an offset uniform in
+    # [0, brightness] added, then Gaussian noise of a sigma uniform in [0, noise_std]; the
+    # result clipped to [0, 1]. All 0: none (the images keep their exact pixel values).
+    contrast: float = 0.0
+    brightness: float = 0.0
+    noise_std: float = 0.0
     validation: str = "test"  # "test": the 10k test set, as the seed did; "holdout": split of train
     holdout_size: int = 10_000  # images held out of the 60k when validation == "holdout"
     train_subset: int | None = None  # use only the first N training images (quick runs)
@@ -91,6 +98,9 @@ class TrainConfig:
         _check_range("zoom", self.zoom, low=0.0, high=1.0, high_open=True)
         _check_range("elastic_alpha", self.elastic_alpha, low=0.0, high=1000.0)
         _check_range("elastic_sigma", self.elastic_sigma, low=0.0, high=28.0, low_open=True)
+        _check_range("contrast", self.contrast, low=0.0, high=1.0, high_open=True)
+        _check_range("brightness", self.brightness, low=0.0, high=1.0)
+        _check_range("noise_std", self.noise_std, low=0.0, high=1.0)
         for name in ("augment", "deterministic", "recalibrate_batch_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")

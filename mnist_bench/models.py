@@ -79,6 +79,14 @@ def _stage(filters: int, kernel: int, convs: int) -> list[keras.layers.Layer]:
     return [*inner, *_conv_pool_bn_relu(filters, kernels[-1])]
 
 
+def _per_image_standardization() -> keras.layers.Layer:
+    # Normalising over H, W and C of each image, with no learned shift or scale: exactly
+    # (x - mean(x)) / sqrt(var(x) + epsilon) per image. The epsilon keeps a blank image finite.
+    return layers.LayerNormalization(
+        axis=(1, 2, 3), center=False, scale=False, epsilon=1e-3, name="per_image_standardization"
+    )
+
+
 def _check_positive_ints(name: str, values: Sequence[int], length: int) -> tuple[int, ...]:
     if (
         isinstance(values, str | bytes)
@@ -95,6 +103,7 @@ def build_reference(
     convs_per_stage: Sequence[int] = (1, 1, 1),
     dense_units: int = 256,
     dropout: float = 0.3,
+    standardize: bool = False,
 ) -> keras.Model:
     """The reference CNN: three conv stages with batch norm, then one dense layer.
 
@@ -106,16 +115,25 @@ def build_reference(
     about 3x the seed's compute. The published recipe (`TrainConfig.recipe("reference")`)
     builds it with ``convs_per_stage=(1, 2, 2)``, chosen on the holdout: 577,450 parameters,
     45.2 MFLOP. `model_flops` counts any option set.
+
+    ``standardize=True`` first standardises each image to zero mean and unit variance over
+    its 784 pixels (a parameter-free `LayerNormalization`), so a uniform brightness offset or
+    a contrast change of the input leaves the network's view unchanged.
     """
     widths = _check_positive_ints("widths", widths, 3)
     convs = _check_positive_ints("convs_per_stage", convs_per_stage, 3)
     _check_positive_ints("dense_units", [dense_units], 1)
     if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    if not isinstance(standardize, bool):
+        raise ValueError(f"standardize must be true or false, got {standardize!r}")
     kernels = (5, 3, 3)
+    # A built-in layer (no custom code), so the saved model loads with plain Keras.
+    per_image = [_per_image_standardization()] if standardize else []
     return keras.Sequential(
         [
             keras.Input(INPUT_SHAPE),
+            *per_image,  # (28, 28, 1), zero mean and unit variance per image
             *_stage(widths[0], kernels[0], convs[0]),  # (14, 14, widths[0])
             *_stage(widths[1], kernels[1], convs[1]),  # (7, 7, widths[1])
             *_stage(widths[2], kernels[2], convs[2]),  # (3, 3, widths[2])
