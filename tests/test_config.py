@@ -45,6 +45,7 @@ def reference_options() -> st.SearchStrategy[dict]:
             "convs_per_stage": three_ints,
             "dense_units": st.integers(1, 4096),
             "dropout": _floats(0.0, 1.0, exclude_max=True),
+            "standardize": st.booleans(),
         },
     )
 
@@ -75,6 +76,9 @@ def valid_configs(draw: st.DrawFn) -> TrainConfig:
         zoom=draw(_floats(0.0, 1.0, exclude_max=True)),
         elastic_alpha=draw(_floats(0.0, 1000.0)),
         elastic_sigma=draw(_floats(0.0, 28.0, exclude_min=True)),
+        contrast=draw(_floats(0.0, 1.0, exclude_max=True)),
+        brightness=draw(_floats(0.0, 1.0)),
+        noise_std=draw(_floats(0.0, 1.0)),
         validation=validation,
         holdout_size=holdout_size,
         train_subset=draw(st.none() | st.integers(1, available)),
@@ -157,6 +161,9 @@ INVALID = [
     ("zoom", 1.0, "zoom must be in [0.0, 1.0), got 1.0"),
     ("elastic_alpha", -1.0, "elastic_alpha must be in [0.0, 1000.0], got -1.0"),
     ("elastic_sigma", 0.0, "elastic_sigma must be in (0.0, 28.0], got 0.0"),
+    ("contrast", 1.0, "contrast must be in [0.0, 1.0), got 1.0"),
+    ("brightness", 1.5, "brightness must be in [0.0, 1.0], got 1.5"),
+    ("noise_std", -0.1, "noise_std must be in [0.0, 1.0], got -0.1"),
     ("augment", 1, "augment must be true or false, got 1"),
     ("recalibrate_batch_norm", "yes", "recalibrate_batch_norm must be true or false, got 'yes'"),
     ("deterministic", "yes", "deterministic must be true or false, got 'yes'"),

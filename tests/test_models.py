@@ -99,7 +99,7 @@ def test_model_options_are_the_builders_keywords_and_what_configs_accept():
 def test_option_defaults_are_json_values_that_build_the_default_network():
     defaults = model_option_defaults("reference")
     assert defaults == {"widths": [32, 64, 128], "convs_per_stage": [1, 1, 1],
-                        "dense_units": 256, "dropout": 0.3}  # fmt: skip
+                        "dense_units": 256, "dropout": 0.3, "standardize": False}  # fmt: skip
     assert json.loads(json.dumps(defaults)) == defaults
     assert model_option_defaults("seed") == {}
     built, default = build_model("reference", **defaults), build_model("reference")
@@ -142,6 +142,20 @@ def test_reference_defaults_are_the_documented_architecture(models):
     assert [d.units for d in dense] == [256, 10]
 
 
+def test_standardised_network_ignores_brightness_and_contrast_of_its_input():
+    # Per-image standardisation: a*x + b (a > 0) standardises to what x does, so the whole
+    # network's output is unchanged, up to float rounding and the epsilon.
+    model = build_model("reference", standardize=True)
+    x = np.random.default_rng(0).uniform(0.0, 1.0, (4, 28, 28, 1)).astype(np.float32)
+    moved = (0.4 * x + 0.3).astype(np.float32)
+    plain = model(x, training=False).numpy()
+    np.testing.assert_allclose(model(moved, training=False).numpy(), plain, atol=1e-3)
+    unstandardised = build_model("reference")  # the check above can fail: without it, it does
+    assert not np.allclose(unstandardised(moved).numpy(), unstandardised(x).numpy(), atol=1e-3)
+    assert model_flops(model) == model_flops(unstandardised)  # no multiply-adds added
+    assert model.count_params() == unstandardised.count_params()  # and nothing learned
+
+
 BAD_OPTIONS = {
     "unknown": ({"width": [1, 2, 3]}, "unknown option(s) ['width'] for model 'reference'"),
     "short-widths": ({"widths": [32, 64]}, "widths must be 3 positive integers, got [32, 64]"),
@@ -150,6 +164,7 @@ BAD_OPTIONS = {
     "string-widths": ({"widths": "abc"}, "widths must be 3 positive integers, got 'abc'"),
     "dense-units": ({"dense_units": 0}, "dense_units must be 1 positive integers, got [0]"),
     "dropout": ({"dropout": 1.0}, "dropout must be a number in [0, 1), got 1.0"),
+    "standardize": ({"standardize": 1}, "standardize must be true or false, got 1"),
 }
 
 

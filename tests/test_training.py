@@ -28,6 +28,7 @@ from mnist_bench.training import (
     learning_rate,
     random_affine,
     random_distortion,
+    random_photometric,
     recalibrate_batch_norm,
     split_data,
 )
@@ -448,6 +449,40 @@ def test_augmented_images_stay_images(small_xy, seed):
     ratio = out.sum(axis=(1, 2, 3)) / x[:32].sum(axis=(1, 2, 3))
     assert np.all((ratio > 0.75) & (ratio < 1.3)), ratio
     assert math.isfinite(float(out.sum()))
+
+
+PHOTOMETRIC = TrainConfig(augment=True, contrast=0.7, brightness=0.5, noise_std=0.3)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_photometric_distortion_is_seeded_stays_in_range_and_draws_within_its_bounds(
+    small_xy, seed
+):
+    x = tf.constant(small_xy[0][:32])
+    key = tf.constant([seed, 5], tf.int64)
+    out = random_photometric(x, key, PHOTOMETRIC).numpy()
+    np.testing.assert_array_equal(out, random_photometric(x, key, PHOTOMETRIC).numpy())
+    assert out.shape == (32, 28, 28, 1) and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    assert not np.array_equal(out, x.numpy())
+    # Without noise the map is affine per image, x * factor + offset, clipped: the black
+    # background becomes the offset, the brightest stroke at most factor + offset.
+    no_noise = PHOTOMETRIC.replace(noise_std=0.0)
+    clean = random_photometric(x, key, no_noise).numpy()
+    background = clean[:, 0, 0, 0]
+    assert np.all((background >= 0.0) & (background <= 0.5))
+    assert np.all(clean.max(axis=(1, 2, 3)) >= 0.3 - 1e-6)
+
+
+def test_photometric_distortion_runs_in_the_epoch_and_only_when_asked(small_xy):
+    x, y = small_xy
+    geometric = TrainConfig(batch_size=64, augment=True, seed=3)
+    both = geometric.replace(brightness=0.5)
+    first, second = (_batches(epoch_dataset(x, y, c, 0)) for c in (geometric, both))
+    # The same geometric draw, then a non-negative offset: never darker, and here brighter.
+    assert np.all(second[0][0] >= first[0][0] - 1e-6)
+    assert second[0][0].mean() > first[0][0].mean()
 
 
 ELASTIC = TrainConfig(augment=True, elastic_alpha=34.0, elastic_sigma=4.0)
