@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ import numpy as np
 
 from .config import (
     MODEL_CHOICES,
+    RECIPE_ALIASES,
     SCHEDULE_CHOICES,
     STRATEGY_CHOICES,
     VALIDATION_CHOICES,
@@ -172,6 +174,54 @@ def _print_epoch(row: dict[str, float]) -> None:
     print(_format_epoch(row), flush=True)
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _duration(seconds: float) -> str:
+    """'42 s', '7 min', '2 h 05 min': a human-sized time span."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+class _StepBar:
+    """The steps of the running epoch as a bar redrawn in place on stderr, when stderr is a
+    terminal; nothing otherwise, so logs, CI and notebooks keep one line per epoch."""
+
+    def __init__(self, prefix: Callable[[], str] = str, stream: Any = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = self.stream.isatty()
+        self.prefix = prefix
+        self.started = self.drawn = 0.0
+
+    def __call__(self, epoch: int, step: int, steps: int) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if step == 1:
+            self.started = now
+        if step < steps and now - self.drawn < 0.2:  # redraw at most 5 times a second
+            return
+        self.drawn = now
+        done = int(30 * step / steps)
+        left = (now - self.started) / step * (steps - step)
+        line = f"{self.prefix()}epoch {epoch} [{'#' * done}{'.' * (30 - done)}] {step}/{steps}"
+        line += f", {_duration(left)} left" if step > 1 else ""
+        end = "\r" + " " * len(line) + "\r" if step == steps else ""  # the epoch row follows
+        self.stream.write(f"\r{line}{end}")
+        self.stream.flush()
+
+
+def _config_line(config: TrainConfig) -> str:
+    """The recipe a run starts from and what differs from it, instead of every field."""
+    recipe = TrainConfig.recipe(config.model).to_dict()
+    changed = {k: v for k, v in config.to_dict().items() if recipe[k] != v}
+    differs = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(changed.items()))
+    return f"config: the {config.model!r} recipe" + (f" with {differs}" if differs else "")
+
+
 # CLI flag -> TrainConfig field; a flag left out keeps the recipe's (or --config's) value.
 _TRAIN_FLAGS = {
     "seed": "seed",
@@ -212,12 +262,13 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def _resolve_config(args: argparse.Namespace) -> TrainConfig:
+    model = RECIPE_ALIASES.get(args.model, args.model)
     if args.config is not None:
         config = TrainConfig.from_json(Path(args.config))
-        if args.model is not None and args.model != config.model:
-            config = config.replace(model=args.model)
+        if model is not None and model != config.model:
+            config = config.replace(model=model)
     else:
-        config = TrainConfig.recipe(args.model or "reference")
+        config = TrainConfig.recipe(model or "reference")
     overrides = {
         field: getattr(args, flag)
         for flag, field in _TRAIN_FLAGS.items()
@@ -228,15 +279,28 @@ def _resolve_config(args: argparse.Namespace) -> TrainConfig:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     config = _resolve_config(args)
-    print("config:", json.dumps(config.to_dict(), sort_keys=True), flush=True)
+    print(_config_line(config), flush=True)
     data = _load_data(args.data)
     _start_tensorflow()
     from .training import train
 
     out = Path(args.out)
-    print(f"training {config.model!r} for {config.epochs} epochs into {out}/", flush=True)
-    print(_EPOCH_HEADER, flush=True)
-    result = train(config, data, out, progress=_print_epoch)
+    print(
+        f"training {config.model!r} for {_plural(config.epochs, 'epoch')} into {out}/ "
+        f"(full config: {out / 'config.json'})",
+        flush=True,
+    )
+    trained: list[dict[str, float]] = []
+
+    def on_epoch(row: dict[str, float]) -> None:
+        if not trained:
+            print(_EPOCH_HEADER, flush=True)
+        trained.append(row)
+        _print_epoch(row)
+
+    result = train(config, data, out, progress=on_epoch, step_progress=_StepBar())
+    if not trained:
+        print(f"already complete: {out}/ holds all {_plural(config.epochs, 'epoch')}")
     m = result.metrics
     if config.validation == "holdout":
         # A holdout run exists to choose a recipe: its test score must not be what is looked
@@ -266,9 +330,10 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--model",
-        choices=MODEL_CHOICES,
+        choices=(*MODEL_CHOICES, *RECIPE_ALIASES),
         default=None,
-        help="architecture and its recipe (default: reference)",
+        help="architecture and its recipe: 'reference' (published) or 'notebook' (alias "
+        "'seed': the original notebook project's CNN and settings) (default: reference)",
     )
     p.add_argument(
         "--model-options",
@@ -435,9 +500,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .models import load_model
 
     labels, probabilities = predict(load_model(args.model), digits)
-    width = max(len(str(path)) for path in args.images)
+    width = max(len("file"), *(len(str(path)) for path in args.images))
+    print(f"{'file':<{width}}  digit  probability")
     for path, label, probs in zip(args.images, labels, probabilities, strict=True):
-        print(f"{path:<{width}}  {int(label)}  {float(probs[label]):.4f}")
+        print(f"{path:<{width}}  {int(label):>5d}  {float(probs[label]):>11.4f}")
     return EXIT_OK
 
 
@@ -497,10 +563,47 @@ def _print_reproduce_summary(metrics: dict[str, Any]) -> None:
         print(f"target {name} >= {target['target']:.2%}: {verdict} ({target['value']:.3%})")
 
 
+class _RunClock:
+    """Time left in `reproduce`, from the epochs timed so far in this process: each model's
+    mean seconds per epoch times the epochs still to train (runs recorded earlier cost 0)."""
+
+    def __init__(self, epochs: dict[str, int]) -> None:
+        self.epochs = epochs  # model name -> epochs per run
+        self.seconds: dict[str, list[float]] = {}
+        self.model = ""
+
+    def start(self, run: str, runs_after: int) -> str:
+        self.model = run.split("-seed")[0]
+        self.done_in_run = 0
+        self.runs_after = runs_after
+        return self.estimate()
+
+    def epoch_done(self, row: dict[str, float]) -> None:
+        self.seconds.setdefault(self.model, []).append(row["seconds"])
+        self.done_in_run += 1
+
+    def estimate(self) -> str:
+        timed = self.seconds.get(self.model) or self.seconds.get("reference")
+        if not timed:
+            return "time left: estimated once an epoch is timed"
+        per_epoch = sum(timed) / len(timed)
+        # The later runs are reference seeds; the notebook's model (trained second) is cheaper.
+        left = per_epoch * (self.epochs[self.model] - self.done_in_run)
+        left += per_epoch * self.epochs["reference"] * self.runs_after
+        return f"about {_duration(left)} left at most (at {per_epoch:.0f} s per epoch)"
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     _start_tensorflow()  # before importing .reproduction, which imports TensorFlow
     from ._io import read_json
-    from .reproduction import METRICS_FILE, check_readme, check_results, reproduce, update_readme
+    from .reproduction import (
+        CHECKS,
+        METRICS_FILE,
+        check_readme,
+        check_results,
+        reproduce,
+        update_readme,
+    )
 
     out = Path(args.out)
     if args.readme:
@@ -512,8 +615,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         smoke = {field: value for field, value in smoke.items() if value is not None}
         config = TrainConfig.recipe("reference", **smoke)
         seed_config = TrainConfig.recipe("seed", **smoke)
-        print("reference config:", json.dumps(config.to_dict(), sort_keys=True), flush=True)
-        print("seed config:", json.dumps(seed_config.to_dict(), sort_keys=True), flush=True)
+        print(f"reference runs: {_config_line(config)}", flush=True)
+        print(f"notebook run: {_config_line(seed_config)}", flush=True)
     data = _load_data(args.data)
     if args.check:
         problems = check_results(out, data=data)
@@ -522,21 +625,29 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         if problems:
             _err(f"{len(problems)} problem(s) found in {out}/")
             return EXIT_CHECK_FAILED
+        metrics = read_json(out / METRICS_FILE)
+        print(f"checked {out}/ against the MNIST test set ({len(data.y_test):,} images):")
+        for line in CHECKS:
+            print(f"  - {line}")
+        _print_reproduce_summary(metrics)
         print("results verified")
-        metrics = read_json(out / METRICS_FILE) if args.readme else None
     else:
         print(
             f"reference seeds 0..{args.seeds - 1} (published: seed 0, fixed before training) "
             f"and the seed model, seed 0: runs in {args.runs_dir}/, results into {out}/",
             flush=True,
         )
-        current: list[str] = []
+        clock = _RunClock({"reference": config.epochs, "seed": seed_config.epochs})
+
+        def on_run(k: int, n: int, run: str, recorded: bool) -> None:
+            if recorded:
+                print(f"run {k} of {n}: {run}: already recorded in {out}/, not retrained")
+                return
+            print(f"run {k} of {n}: {run}, {clock.start(run, n - k)}", flush=True)
+            print(_EPOCH_HEADER, flush=True)
 
         def progress(run: str, row: dict[str, float]) -> None:
-            if current[-1:] != [run]:
-                current.append(run)
-                print(f"{run}:", flush=True)
-                print(_EPOCH_HEADER, flush=True)
+            clock.epoch_done(row)
             _print_epoch(row)
 
         metrics = reproduce(
@@ -547,6 +658,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             config=config,
             seed_config=seed_config,
             progress=progress,
+            on_run=on_run,
         )
         _print_reproduce_summary(metrics)
         print(f"wrote {out}/")

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 MODEL_CHOICES = ("seed", "reference")
+# Another name for a recipe: "notebook" says what "seed" is, the original notebook project's
+# model (not a random seed). Configs and result files keep the canonical name.
+RECIPE_ALIASES = {"notebook": "seed"}
 # The keyword options of each architecture's builder (models.build_model(name, **options));
 # kept here so a typo fails when the config is made, not minutes later at build time.
 MODEL_OPTIONS = {
@@ -112,10 +115,12 @@ class TrainConfig:
 
     @classmethod
     def recipe(cls, name: str, **overrides: Any) -> TrainConfig:
-        """The published recipe `name` ("seed" or "reference"), with fields overridden.
+        """The published recipe `name` ("seed", alias "notebook", or "reference"), with
+        fields overridden.
 
         Raises ``ValueError`` for an unknown recipe or field.
         """
+        name = RECIPE_ALIASES.get(name, name)
         _check_choice("recipe", name, tuple(RECIPES))
         return cls.from_dict({**RECIPES[name], **overrides})
 

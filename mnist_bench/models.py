@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -259,6 +260,20 @@ def _save_keeping_compile_config(model: keras.Model, path: Path) -> None:
             compile_config.config = saved
 
 
+# The first bytes of each format's container, to tell a damaged file from a missing one
+# (Keras reports a file that is not a zip archive as "File not found").
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _check_container(path: Path) -> None:
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: damaged or not a .keras file (not a zip archive)")
+    if path.suffix == ".h5":
+        with path.open("rb") as f:
+            if f.read(8) != _HDF5_SIGNATURE:
+                raise ValueError(f"{path}: damaged or not an .h5 file (no HDF5 signature)")
+
+
 def load_model(path: str | Path) -> keras.Model:
     """Load a model saved by `save_model`: a `.keras` or `.h5` file, or a folder holding
     `model.keras` (preferred) or `network_for_mnist.h5`.
@@ -276,6 +291,7 @@ def load_model(path: str | Path) -> keras.Model:
         raise ValueError(f"{path}: no such model file")
     if path.suffix not in (".keras", ".h5"):
         raise ValueError(f"{path}: not a model file (expected a .keras or .h5 file)")
+    _check_container(path)
     try:
         return keras.models.load_model(path)
     except Exception as exc:  # Keras raises many types (OSError, ValueError, zipfile errors...)

@@ -150,6 +150,27 @@ def _plot_curves(ax: Axes, history: Mapping[str, Sequence[float]], key: str, lab
         ax.text(0.5, 0.5, f"no {key} recorded", ha="center", va="center", transform=ax.transAxes)
 
 
+def _zoom_on_later_epochs(ax: Axes, history: Mapping[str, Any], key: str) -> None:
+    # Limits from epochs 2 onwards, with a margin; the title says when epoch 1 falls outside.
+    series = [list(history.get(name) or []) for name in (key, f"val_{key}")]
+    later = [v for values in series for v in values[1:]]
+    if len(later) < 2:
+        return
+    low, high = min(later), max(later)
+    margin = max(0.1 * (high - low), 1e-3)
+    ax.set_ylim(low - margin, high + margin)
+    if any(values and not low - margin <= values[0] <= high + margin for values in series):
+        ax.set_title(f"{ax.get_title()} (epoch 1 off the axis)")
+
+
+def _focus_on_later_epochs(loss_ax: Axes, acc_ax: Axes, history: Mapping[str, Any]) -> None:
+    """Why: the first epoch's validation loss (2.9 for the reference recipe, whose batch norm
+    starts untrained) and accuracy (0.1) would squeeze the epochs that matter into a flat
+    line, so both axes are scaled to epochs 2 onwards."""
+    _zoom_on_later_epochs(loss_ax, history, "loss")
+    _zoom_on_later_epochs(acc_ax, history, "accuracy")
+
+
 # -- public functions ---------------------------------------------------------------------
 
 
@@ -182,6 +203,7 @@ def plot_history(history: Any, path: str | Path | None) -> Path | Figure:
     loss_ax, acc_ax = fig.subplots(1, 2)
     _plot_curves(loss_ax, history, "loss", "loss (cross-entropy)")
     _plot_curves(acc_ax, history, "accuracy", "accuracy")
+    _focus_on_later_epochs(loss_ax, acc_ax, history)
     fig.tight_layout()
     return _finish(fig, path)
 

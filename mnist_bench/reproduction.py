@@ -301,6 +301,7 @@ def reproduce(
     config: TrainConfig | None = None,
     seed_config: TrainConfig | None = None,
     progress: Callable[[str, dict[str, float]], None] | None = None,
+    on_run: Callable[[int, int, str, bool], None] | None = None,
 ) -> dict[str, Any]:
     """Train the reference recipe for each seed and the seed notebook's model, then publish.
 
@@ -334,6 +335,9 @@ def reproduce(
         ``TrainConfig.recipe("seed")``.
     progress : callable, optional
         ``progress(run_name, row)`` after each trained epoch (`train`'s history row).
+    on_run : callable, optional
+        ``on_run(k, n, run_name, recorded)`` before run k (1-based) of the n planned ones;
+        `recorded` is True for a run already in `out_dir`, which is not trained again.
 
     Returns
     -------
@@ -367,9 +371,12 @@ def reproduce(
     # Order: the published seed first, then the seed notebook's model (cheap, and the
     # comparison readers look for), then the other seeds.
     plan = [reference[0], seed_config.replace(seed=0), *reference[1:]]
-    for cfg in plan:
+    for k, cfg in enumerate(plan, start=1):
         name = _run_name(cfg.model, cfg.seed)
-        if _recorded(out, name, cfg):
+        recorded = _recorded(out, name, cfg)
+        if on_run is not None:
+            on_run(k, len(plan), name, recorded)
+        if recorded:
             continue  # recorded in results/ by an earlier call, perhaps in another session
         on_epoch = None if progress is None else (lambda row, n=name: progress(n, row))
         result = train(cfg, data, runs / name, progress=on_epoch)
@@ -468,6 +475,17 @@ def _write_metrics(out: Path, seeds: list[int], plan: list[TrainConfig], data: M
     }
     write_json(out / METRICS_FILE, metrics)
     return read_json(out / METRICS_FILE)  # exactly what the file holds
+
+
+# What `check_results` verifies, in words (printed by `mnist-bench reproduce --check`).
+CHECKS = (
+    "model.keras and network_for_mnist.h5 load with plain keras.models.load_model; each one's "
+    "test accuracy equals metrics.json's published accuracy exactly, and its weights digest "
+    "the published digest",
+    "the mean, sd, min and max over the seeds and the targets recomputed from runs/*.json",
+    "the ensemble's accuracy recomputed from the stored test-set probabilities/*.npy",
+    "config.json is the published run's config; every file reproduce writes is present",
+)
 
 
 def check_results(out_dir: str | Path = "results", *, data: MnistData) -> list[str]:

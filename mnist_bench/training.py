@@ -537,14 +537,24 @@ def train_one_epoch(
     config: TrainConfig,
     epoch: int,
     average: WeightAverage | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> dict[str, float]:
     """One pass over the training images, then validation; returns the epoch's row.
 
     With `average`, the row's val_loss/val_accuracy are those of the averaged weights (the
     ones that will be saved) and last_val_loss/last_val_accuracy those of the last step's
-    weights: the same trajectory scored both ways, a paired comparison.
+    weights: the same trajectory scored both ways, a paired comparison. `on_step(step,
+    steps)` is called after each training step (1-based), e.g. to draw a progress bar.
     """
     start = time.perf_counter()
+    callbacks: list[keras.callbacks.Callback] = [] if average is None else [average]
+    if on_step is not None:
+        steps = math.ceil(len(x) / config.batch_size)
+        callbacks.append(
+            keras.callbacks.LambdaCallback(
+                on_train_batch_end=lambda batch, logs: on_step(batch + 1, steps)
+            )
+        )
     fit = model.fit(
         epoch_dataset(x, y, config, epoch),
         validation_data=val,
@@ -552,7 +562,7 @@ def train_one_epoch(
         epochs=epoch + 1,
         shuffle=False,  # the order is already seeded per epoch by epoch_dataset
         verbose=0,
-        callbacks=[average] if average is not None else None,
+        callbacks=callbacks or None,
     )
     logs = {key: values[-1] for key, values in fit.history.items()}
     if average is not None:
@@ -569,6 +579,7 @@ def train(
     out_dir: str | Path | None = None,
     *,
     progress: Callable[[dict[str, float]], None] | None = None,
+    step_progress: Callable[[int, int, int], None] | None = None,
 ) -> TrainResult:
     """Train `config.model` following `config`, evaluate it on the test set, save it.
 
@@ -585,6 +596,9 @@ def train(
         None: nothing is written and nothing resumed.
     progress : callable, optional
         Called with each epoch's row (a dict, see `history`) once it is checkpointed.
+    step_progress : callable, optional
+        ``step_progress(epoch, step, steps)`` after every training step (epoch and step
+        1-based, `steps` per epoch): for a progress bar inside an epoch.
 
     Returns
     -------
@@ -612,7 +626,14 @@ def train(
         history = _start_or_resume(out, model, average, config)
 
     for epoch in range(len(history), config.epochs):
-        history.append(train_one_epoch(model, x_train, y_train, val, config, epoch, average))
+        on_step = (
+            None
+            if step_progress is None
+            else (lambda step, steps, e=epoch + 1: step_progress(e, step, steps))
+        )
+        history.append(
+            train_one_epoch(model, x_train, y_train, val, config, epoch, average, on_step)
+        )
         if out is not None:
             _write_checkpoint(out, model, average, history)
         if progress is not None:

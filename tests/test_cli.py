@@ -6,6 +6,7 @@ the flag-mapping test trains again, on 256 images with a 500-image holdout.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from PIL import Image
 
 import mnist_bench
 from mnist_bench import EvalReport, TrainConfig
+from mnist_bench import cli as cli_module
 from mnist_bench.cli import main
 
 OUTPUT_FILES = [
@@ -75,7 +77,9 @@ def _assert_bad_input(result: Result, *fragments: str) -> None:
 def _run_lines(out: str) -> tuple[list[str], str, list[str]]:
     """(lines, the epoch header, the epoch rows) of a `train` command's stdout."""
     lines = out.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.split() == EPOCH_COLUMNS)
+    header = next((i for i, line in enumerate(lines) if line.split() == EPOCH_COLUMNS), None)
+    if header is None:  # nothing trained, e.g. a finished run started again
+        return lines, "", []
     end = next(i for i, line in enumerate(lines) if line.startswith("final epoch"))
     return lines, lines[header], lines[header + 1 : end]
 
@@ -99,10 +103,13 @@ def test_train_prints_config_first_then_one_row_per_epoch(tiny_run):
     assert "Traceback" not in tiny_run.err
     lines, header, rows = _run_lines(tiny_run.out)
     config = json.loads((tiny_run.out_dir / "config.json").read_text())
-    assert lines[0].startswith("config: ")
-    assert json.loads(lines[0].removeprefix("config: ")) == config
+    # The recipe and what differs from it (seed 0 is the recipe's own); the rest is on file.
+    assert lines[0] == "config: the 'seed' recipe with epochs=1, train_subset=1024"
     assert config == TrainConfig.recipe("seed", epochs=1, train_subset=1024, seed=0).to_dict()
-    assert lines[1] == f"training 'seed' for 1 epochs into {tiny_run.out_dir}/"
+    assert lines[1] == (
+        f"training 'seed' for 1 epoch into {tiny_run.out_dir}/ "
+        f"(full config: {tiny_run.out_dir / 'config.json'})"
+    )
 
     (history,) = json.loads((tiny_run.out_dir / "history.json").read_text())
     (row,) = rows  # one epoch, one row
@@ -157,6 +164,7 @@ def test_train_again_into_same_folder_resumes_without_training(
     assert result.code == 0, result.err
     lines, _, rows = _run_lines(result.out)
     assert rows == []  # the one epoch is done: nothing trained
+    assert f"already complete: {run_copy}/ holds all 1 epoch" in lines
     assert DIGEST_LINE.fullmatch(lines[-2])[1] == DIGEST_LINE.search(tiny_run.out)[1]
     assert (run_copy / "history.json").read_text() == history
 
@@ -194,6 +202,9 @@ def test_train_flags_map_onto_config_fields(
         "--zoom": "0.05",
         "--elastic-alpha": "20",
         "--elastic-sigma": "5",
+        "--contrast": "0.5",
+        "--brightness": "0.25",
+        "--noise-std": "0.125",
         "--holdout-size": "500",
         "--train-subset": "256",
         "--strategy": "mirrored",
@@ -213,6 +224,9 @@ def test_train_flags_map_onto_config_fields(
         zoom=0.05,
         elastic_alpha=20.0,
         elastic_sigma=5.0,
+        contrast=0.5,
+        brightness=0.25,
+        noise_std=0.125,
         seed=3,
         epochs=1,
         batch_size=128,
@@ -232,7 +246,9 @@ def test_train_flags_map_onto_config_fields(
     assert TrainConfig.from_json(tmp_path / "run" / "config.json") == expected
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["config"] == expected.to_dict()
-    assert json.loads(result.out.splitlines()[0].removeprefix("config: ")) == expected.to_dict()
+    first = result.out.splitlines()[0]
+    assert first.startswith("config: the 'reference' recipe with ")
+    assert '"augment"' not in first and "augment=false" in first  # each change named once
     assert len(_run_lines(result.out)[2]) == 1
     # A holdout run reports its holdout score, never its test score (not for choosing).
     assert f"final epoch 1: holdout accuracy {metrics['val_accuracy']:.4%}" in result.out
@@ -336,7 +352,8 @@ def test_predict_prints_a_label_and_confidence_per_file(cli, tiny_run, mnist, tm
     Image.fromarray(_photo_of(mnist.x_test[2])).save(files[2], quality=95)
     result = cli("predict", tiny_run.out_dir, *files)
     assert result.code == 0, result.err
-    lines = result.out.splitlines()
+    header, *lines = result.out.splitlines()
+    assert header.split() == ["file", "digit", "probability"]
     assert len(lines) == len(files)
     for path, line in zip(files, lines, strict=True):
         name, label, confidence = line.split()
@@ -359,7 +376,7 @@ def test_predict_on_a_saved_mnist_digit_matches_the_library(
     labels, probabilities = mnist_bench.predict(tiny_model, digit)
     result = cli("predict", tiny_run.out_dir, path)
     assert result.code == 0, result.err
-    assert result.out.split() == [
+    assert result.out.split()[3:] == [  # after the header: file digit probability
         str(path),
         str(labels[0]),
         f"{probabilities[0, labels[0]]:.4f}",
@@ -407,7 +424,7 @@ def test_predict_bad_image_is_bad_input(cli, tiny_run, tmp_path, good_digit, mak
 BAD_MODELS = {
     "missing": (lambda tmp: tmp / "no_model", "no such model file"),
     "txt-file": (bytes_file("model.txt", b"weights\n"), "not a model file"),
-    "text-as-keras": (bytes_file("model.keras", b"weights\n"), "not a readable Keras model"),
+    "text-as-keras": (bytes_file("model.keras", b"weights\n"), "damaged or not a .keras file"),
     "empty-folder": (lambda tmp: tmp / "empty", "folder holds neither"),
 }
 
@@ -448,3 +465,37 @@ def test_usage_error_exits_2(capsys, argv, message):
     assert "Traceback" not in err
     assert message in err
     assert "usage: mnist-bench" in err
+
+
+# -- progress -----------------------------------------------------------------------------
+
+
+class _FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_step_bar_redraws_one_line_on_a_terminal_and_clears_it_at_the_epoch_end():
+    terminal = _FakeTerminal()
+    bar = cli_module._StepBar(stream=terminal)
+    for step in range(1, 4):
+        bar(2, step, 3)
+    drawn = terminal.getvalue()
+    assert "\n" not in drawn  # redrawn in place: the epoch's row is the only new line
+    assert drawn.startswith("\repoch 2 [" + "#" * 10 + "." * 20 + "] 1/3")
+    assert "] 3/3" in drawn and drawn.endswith("\r")  # the last step wipes the bar
+
+
+def test_step_bar_is_silent_when_not_on_a_terminal():
+    stream = io.StringIO()
+    bar = cli_module._StepBar(stream=stream)
+    bar(1, 1, 2)
+    bar(1, 2, 2)
+    assert stream.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(42.4, "42 s"), (89, "89 s"), (420, "7 min"), (7500, "2 h 05 min")]
+)
+def test_durations_read_as_a_person_would_say_them(seconds, text):
+    assert cli_module._duration(seconds) == text

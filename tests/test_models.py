@@ -330,6 +330,8 @@ def test_saved_files_keep_the_optimizer(trained, name):
 
 _RANDOM_BYTES = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
 
+_EMPTY_ZIP = b"PK\x05\x06" + bytes(18)  # a valid zip archive holding nothing
+
 # (how the bad path is made, what the message says besides the path)
 BAD_MODEL_PATHS = {
     "missing-file": (bytes_file("missing.keras", None), "no such model file"),
@@ -339,13 +341,14 @@ BAD_MODEL_PATHS = {
         "folder holds neither model.keras nor network_for_mnist.h5",
     ),
     "txt-file": (bytes_file("model.txt", b"not a model\n"), "expected a .keras or .h5 file"),
-    "corrupt-keras": (bytes_file("model.keras", _RANDOM_BYTES), "not a readable Keras model"),
-    "corrupt-h5": (bytes_file("model.h5", _RANDOM_BYTES), "not a readable Keras model"),
-    "empty-keras": (bytes_file("model.keras", b""), "not a readable Keras model"),
+    "corrupt-keras": (bytes_file("model.keras", _RANDOM_BYTES), "damaged or not a .keras file"),
+    "corrupt-h5": (bytes_file("model.h5", _RANDOM_BYTES), "damaged or not an .h5 file"),
+    "empty-keras": (bytes_file("model.keras", b""), "damaged or not a .keras file"),
     "text-as-keras-in-folder": (
         lambda tmp: bytes_file(KERAS, b"hello\n")(tmp).parent,
-        "not a readable Keras model",
+        "damaged or not a .keras file",
     ),
+    "zip-without-model": (bytes_file("model.keras", _EMPTY_ZIP), "not a readable Keras model"),
 }
 
 

@@ -35,6 +35,7 @@ from mnist_bench import (
     weights_digest,
 )
 from mnist_bench.reproduction import (
+    CHECKS,
     README_BEGIN,
     README_END,
     TTA_THRESHOLDS,
@@ -397,14 +398,14 @@ def test_update_readme_without_markers_names_the_file(repro, tmp_path, text):
 
 def test_cli_prints_configs_first_then_epochs_then_a_summary(repro):
     lines = repro.stdout.splitlines()
-    assert lines[0] == "reference config: " + json.dumps(
-        TrainConfig.recipe("reference", **SMOKE).to_dict(), sort_keys=True
-    )
-    assert lines[1] == "seed config: " + json.dumps(
-        TrainConfig.recipe("seed", **SMOKE).to_dict(), sort_keys=True
-    )
-    for name in ("reference-seed0", "reference-seed1", "seed-seed0"):
-        start = lines.index(f"{name}:")
+    changed = ", ".join(f"{k}={v}" for k, v in sorted(SMOKE.items()))
+    assert lines[0] == f"reference runs: config: the 'reference' recipe with {changed}"
+    assert lines[1] == f"notebook run: config: the 'seed' recipe with {changed}"
+    plan = ("reference-seed0", "seed-seed0", "reference-seed1")
+    for k, name in enumerate(plan, start=1):
+        (start,) = [i for i, line in enumerate(lines) if line.startswith(f"run {k} of 3: {name}, ")]
+        # The first run cannot estimate yet; later ones extrapolate the epochs timed so far.
+        assert ("estimated once an epoch is timed" in lines[start]) == (k == 1)
         assert lines[start + 1] == cli._EPOCH_HEADER
         assert lines[start + 2].split()[0] == "1"  # the one epoch's row
     digest = repro.metrics["published"]["weights_digest"]
@@ -431,7 +432,12 @@ def test_cli_check_passes_and_regenerates_the_readme(repro, run_cli, tmp_path):
     readme.write_text(f"intro\n{README_BEGIN}\n{README_END}\n")
     code, out, err = run_cli("reproduce", "--check", "--out", repro.out, "--readme", readme)
     assert code == 0, err
-    assert out.splitlines() == ["results verified", f"{readme}: results table updated"]
+    lines = out.splitlines()
+    assert lines[0] == f"checked {repro.out}/ against the MNIST test set ({N_TEST:,} images):"
+    assert lines[1 : 1 + len(CHECKS)] == [f"  - {check}" for check in CHECKS]
+    digest = repro.metrics["published"]["weights_digest"]
+    assert any(line.startswith("published: reference-seed0") and digest in line for line in lines)
+    assert lines[-2:] == ["results verified", f"{readme}: results table updated"]
     assert results_table(repro.metrics) in readme.read_text()
 
 
