@@ -399,21 +399,34 @@ def recalibrate_batch_norm(model: keras.Model, images: np.ndarray, batch_size: i
     were recalibrated (0 for a model without batch norm, which is left unchanged).
     """
     layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    for layer in layers:
-        if layer.axis not in (-1, len(layer.input.shape) - 1):
-            raise ValueError(f"{layer.name}: only channels-last batch norm can be recalibrated")
-        features = keras.Model(model.inputs, layer.input)
-        forward = tf.function(lambda x, f=features: f(x, training=False))
-        total = total_sq = 0.0
-        count = 0
-        for start in range(0, len(images), batch_size):
-            a = forward(images[start : start + batch_size]).numpy().astype(np.float64)
-            a = a.reshape(-1, a.shape[-1])
-            total, total_sq, count = total + a.sum(0), total_sq + (a * a).sum(0), count + len(a)
-        mean = total / count
-        layer.moving_mean.assign(mean.astype(np.float32))
-        layer.moving_variance.assign((total_sq / count - mean**2).astype(np.float32))
+    logger, level = tf.get_logger(), tf.get_logger().level
+    # One traced function per layer is intended: TensorFlow would warn about "retracing"
+    # from the fifth on, in every training run's output.
+    logger.setLevel("ERROR")
+    try:
+        for layer in layers:
+            _recalibrate_layer(model, layer, images, batch_size)
+    finally:
+        logger.setLevel(level)
     return len(layers)
+
+
+def _recalibrate_layer(
+    model: keras.Model, layer: keras.layers.Layer, images: np.ndarray, batch_size: int
+) -> None:
+    if layer.axis not in (-1, len(layer.input.shape) - 1):
+        raise ValueError(f"{layer.name}: only channels-last batch norm can be recalibrated")
+    features = keras.Model(model.inputs, layer.input)
+    forward = tf.function(lambda x: features(x, training=False))
+    total = total_sq = 0.0
+    count = 0
+    for start in range(0, len(images), batch_size):
+        a = forward(images[start : start + batch_size]).numpy().astype(np.float64)
+        a = a.reshape(-1, a.shape[-1])
+        total, total_sq, count = total + a.sum(0), total_sq + (a * a).sum(0), count + len(a)
+    mean = total / count
+    layer.moving_mean.assign(mean.astype(np.float32))
+    layer.moving_variance.assign((total_sq / count - mean**2).astype(np.float32))
 
 
 def _revalidated(row: dict, model: keras.Model, val: tf.data.Dataset) -> dict:
