@@ -909,6 +909,12 @@ def _cmd_serve_load(args: argparse.Namespace) -> int:
             f"{load['server_latency_ms']['p50']:.3f} ms; served accuracy "
             f"{load['served_accuracy']:.2%}"
         )
+        if content["sequential"] is not None:
+            q = content["sequential"]
+            print(
+                f"then one client, {q['n_requests']} requests: p50 {q['latency_ms']['p50']:.2f} "
+                f"ms, p99 {q['latency_ms']['p99']:.2f} ms, {q['n_errors']} errors"
+            )
         print(
             f"malformed burst: {malformed['n_requests']} requests, "
             f"{len(malformed['unexpected'])} unexpected statuses; then a valid request: "
@@ -917,7 +923,13 @@ def _cmd_serve_load(args: argparse.Namespace) -> int:
         for line in [*load["errors"], *malformed["unexpected"]]:
             print(f"  {line}")
         print(f"wrote {write_json(out, content)}")
-        if load["n_errors"] or malformed["unexpected"] or content["after"] != 200:
+        sequential_errors = (content["sequential"] or {}).get("n_errors", 0)
+        if (
+            load["n_errors"]
+            or sequential_errors
+            or malformed["unexpected"]
+            or content["after"] != 200
+        ):
             _err("the server did not pass the load test")
             return EXIT_CHECK_FAILED
     elif not args.readme:

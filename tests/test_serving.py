@@ -196,6 +196,7 @@ def test_real_server_under_bounded_load(app, mnist):
             n_requests=n,
             concurrency=16,
             malformed_repeats=3,
+            sequential_requests=20,
             timeout_s=60,
         )
     load = result["load"]
@@ -206,6 +207,7 @@ def test_real_server_under_bounded_load(app, mnist):
     assert result["malformed"]["n_requests"] == 3 * len(malformed_requests())
     assert result["after"] == 200
     assert load["latency_ms"]["p50"] <= load["latency_ms"]["p99"]
+    assert result["sequential"]["n_ok"] == 20 and result["sequential"]["concurrency"] == 1
 
 
 @pytest.mark.network

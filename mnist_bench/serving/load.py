@@ -199,6 +199,7 @@ def load_test(
     n_requests: int = 2000,
     concurrency: int = 16,
     malformed_repeats: int = 5,
+    sequential_requests: int = 200,
     timeout_s: float = 120.0,
 ) -> dict[str, Any]:
     """Load-test the server at `url`, then check it survives malformed input.
@@ -213,6 +214,9 @@ def load_test(
         Requests in all, and concurrent keep-alive clients sharing them.
     malformed_repeats : int, default=5
         Each kind of `malformed_requests` is sent this many times, all concurrently.
+    sequential_requests : int, default=200
+        Afterwards, this many requests from one client: the latency without queueing behind
+        other clients (under the load, a request waits for the ones ahead of it).
     timeout_s : float, default=120
         Bound on the whole test; ``TimeoutError`` past it.
 
@@ -222,7 +226,8 @@ def load_test(
         ``load``: counts, errors (the first 20), wall time, requests/s, client latency and
         server-reported latency percentiles (ms), each request's predicted digit;
         ``malformed``: count and the unexpected statuses (empty when all were as expected);
-        ``after``: the status of a valid request sent after the burst.
+        ``after``: the status of a valid request sent after the burst; ``sequential``: as
+        ``load``, for the one-client run (None when `sequential_requests` is 0).
     """
     if n_requests < 1 or concurrency < 1:
         raise ValueError(
@@ -235,7 +240,11 @@ def load_test(
         load = await _load(url, bodies, n_requests, concurrency)
         malformed = await _malformed_burst(url, malformed_repeats)
         after = await _one_shot(url, "POST", "/predict", bodies[0], "application/json")
-        return {"load": load, "malformed": malformed, "after": after}
+        sequential = None
+        if sequential_requests > 0:
+            sequential = await _load(url, bodies, sequential_requests, 1)
+            del sequential["digits"]
+        return {"load": load, "malformed": malformed, "after": after, "sequential": sequential}
 
     async def bounded() -> dict[str, Any]:
         return await asyncio.wait_for(run(), timeout_s)
@@ -267,22 +276,27 @@ def load_record(result: dict[str, Any], labels: Sequence[int]) -> dict[str, Any]
 def serve_load_table(content: dict[str, Any]) -> str:
     """Markdown table of results/serve_load.json."""
     load, cpu = content["load"], content["provenance"]["cpu"]
-    c, s = load["latency_ms"], load["server_latency_ms"]
     malformed = content["malformed"]
+    runs = [load] if content.get("sequential") is None else [load, content["sequential"]]
     return "\n".join(
         [
             "| requests | clients | errors | req/s | p50 (ms) | p99 (ms) | in-server p50 (ms) "
             "| in-server p99 (ms) |",
             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-            f"| {load['n_requests']:,} | {load['concurrency']} | {load['n_errors']} | "
-            f"{load['requests_per_s']:,.0f} | {c['p50']:.2f} | {c['p99']:.2f} | "
-            f"{s['p50']:.3f} | {s['p99']:.3f} |",
+            *(
+                f"| {r['n_requests']:,} | {r['concurrency']} | {r['n_errors']} | "
+                f"{r['requests_per_s']:,.0f} | {r['latency_ms']['p50']:.2f} | "
+                f"{r['latency_ms']['p99']:.2f} | {r['server_latency_ms']['p50']:.3f} | "
+                f"{r['server_latency_ms']['p99']:.3f} |"
+                for r in runs
+            ),
             "",
             f"`mnist-bench serve` ({content['model']['runtime']}) in its own process and the "
             f"{load['concurrency']} keep-alive clients in another, on 127.0.0.1, "
             f"{cpu['model_name']} ({cpu['affinity_cpus']} CPUs shared by both). p50/p99: "
             "a request's round trip as a client sees it (queueing behind the other clients "
-            "included); in-server: preparation and inference. Then "
+            "included; the one-client row has none); in-server: preparation and inference. "
+            "After the load, "
             f"{malformed['n_requests']} malformed requests ({malformed['n_kinds']} kinds): "
             f"{len(malformed['unexpected'])} unexpected statuses; a valid request after them: "
             f"HTTP {content['after']}. Written by `mnist-bench serve-load`.",
