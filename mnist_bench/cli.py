@@ -790,8 +790,11 @@ def _cmd_export_bench(args: argparse.Namespace) -> int:
             )
 
         images = preprocess_images(data.x_test[:2000])
+        load_before = os.getloadavg()[0]
         rows = run_inference_bench(load_model(args.model), exports, images, progress=show)
         content = {
+            # Other processes' CPU use skews the times; recorded so a reader can tell.
+            "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
             "rows": rows,
             "batch": BATCH,
             "ratios": ratios(rows),
@@ -895,10 +898,12 @@ def _cmd_serve_load(args: argparse.Namespace) -> int:
             with urlopen(f"{url}/healthz", timeout=5) as response:
                 model_info = json.loads(response.read())["model"]
             print(f"{url}: {args.requests} requests from {args.concurrency} clients", flush=True)
+            load_before = os.getloadavg()[0]
             result = load_test(url, bodies, n_requests=args.requests, concurrency=args.concurrency)
         content = {
             **load_record(result, data.y_test[: args.requests]),
             "model": model_info,
+            "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
             "provenance": provenance(),
         }
         load, malformed = content["load"], content["malformed"]

@@ -189,7 +189,15 @@ def inference_table(content: dict[str, Any]) -> str:
         f"{content['batch']}. Fastest one image: {q['fastest_single']}, "
         f"p50 {q['fastest_single_p50_ms']:.3f} ms, {q['single_speedup_vs_package']:.1f}x "
         f"`mnist_bench.predict` on Keras. Fastest batched: {q['fastest_batch']}, "
-        f"{q['batch_speedup_vs_model_predict']:.1f}x `model.predict`. Written by "
+        f"{q['batch_speedup_vs_model_predict']:.1f}x `model.predict`. 1-minute load average "
+        f"{_load_text(content)} (other processes on the machine). Written by "
         "`mnist-bench export-bench`.",
     ]
     return "\n".join(lines)
+
+
+def _load_text(content: dict[str, Any]) -> str:
+    load = content.get("load_average_1min") or {}
+    if not load:
+        return "not recorded"
+    return f"{load['before']:.1f} before, {load['after']:.1f} after"

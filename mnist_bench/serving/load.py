@@ -299,6 +299,14 @@ def serve_load_table(content: dict[str, Any]) -> str:
             "After the load, "
             f"{malformed['n_requests']} malformed requests ({malformed['n_kinds']} kinds): "
             f"{len(malformed['unexpected'])} unexpected statuses; a valid request after them: "
-            f"HTTP {content['after']}. Written by `mnist-bench serve-load`.",
+            f"HTTP {content['after']}. 1-minute load average {_load_text(content)} (other "
+            "processes on the machine). Written by `mnist-bench serve-load`.",
         ]
     )
+
+
+def _load_text(content: dict[str, Any]) -> str:
+    load = content.get("load_average_1min") or {}
+    if not load:
+        return "not recorded"
+    return f"{load['before']:.1f} before, {load['after']:.1f} after"
