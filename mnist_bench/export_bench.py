@@ -166,7 +166,8 @@ def ratios(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _label(row: dict[str, Any]) -> str:
-    threads = "" if row["threads"] is None else f", {row['threads']} thread(s)"
+    n = row["threads"]
+    threads = "" if n is None else f", {n} thread{'s' if n > 1 else ''}"
     return f"{row['name']}{threads}"
 
 
@@ -185,7 +186,7 @@ def inference_table(content: dict[str, Any]) -> str:
     q, cpu = content["ratios"], content["provenance"]["cpu"]
     lines += [
         "",
-        f"Measured in one run on {cpu['model_name']} ({cpu['affinity_cpus']} CPUs), batches of "
+        f"Measured in one run on {cpu_text(cpu)}, batches of "
         f"{content['batch']}. Fastest one image: {q['fastest_single']}, "
         f"p50 {q['fastest_single_p50_ms']:.3f} ms, {q['single_speedup_vs_package']:.1f}x "
         f"`mnist_bench.predict` on Keras. Fastest batched: {q['fastest_batch']}, "
@@ -201,3 +202,9 @@ def _load_text(content: dict[str, Any]) -> str:
     if not load:
         return "not recorded"
     return f"{load['before']:.1f} before, {load['after']:.1f} after"
+
+
+def cpu_text(cpu: dict[str, Any]) -> str:
+    """E.g. "Intel(R) Xeon(R) Processor (AVX-512, 2 CPUs)"."""
+    isa = "AVX-512, " if "avx512f" in cpu.get("isa", []) else ""
+    return f"{cpu['model_name']} ({isa}{cpu['affinity_cpus']} CPUs)"

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
+from ..export_bench import cpu_text
 from .app import MAX_BODY_BYTES, MAX_PIXELS
 
 REQUEST_TIMEOUT_S = 10.0  # one request; the whole test is bounded by `timeout_s`
@@ -293,7 +294,7 @@ def serve_load_table(content: dict[str, Any]) -> str:
             "",
             f"`mnist-bench serve` ({content['model']['runtime']}) in its own process and the "
             f"{load['concurrency']} keep-alive clients in another, on 127.0.0.1, "
-            f"{cpu['model_name']} ({cpu['affinity_cpus']} CPUs shared by both). p50/p99: "
+            f"{cpu_text(cpu)}, shared by both. p50/p99: "
             "a request's round trip as a client sees it (queueing behind the other clients "
             "included; the one-client row has none); in-server: preparation and inference. "
             "After the load, "
