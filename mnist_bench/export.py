@@ -425,7 +425,9 @@ def export_table(content: dict[str, Any]) -> str:
             f"{r['test_accuracy']:.2%} ({r['test_errors']} errors) | "
             f"{r['delta_vs_keras'] * 100:+.2f} pt |"
         )
-    cpu = content["provenance"]["cpu"]["model_name"]
+    from .export_bench import cpu_text
+
+    cpu = cpu_text(content["provenance"]["cpu"])
     rows.append("")
     rows.append(
         f"Int8: representative set of {REPRESENTATIVE_IMAGES} training images (seed "

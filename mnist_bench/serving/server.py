@@ -21,6 +21,8 @@ from typing import Any
 from ..export import file_sha256, load_predictor
 
 STARTUP_TIMEOUT_S = 30.0
+MAX_CONNECTIONS = 256
+KEEP_ALIVE_S = 5
 
 
 class _KerasPredictor:
@@ -109,8 +111,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 def _uvicorn_config(app: Any, host: str, port: int) -> Any:
     import uvicorn
 
-    # No access log: one line per request costs more than the prediction itself.
-    return uvicorn.Config(app, host=host, port=port, access_log=False, log_level="warning")
+    # No access log: one line per request costs more than the prediction itself. Past
+    # MAX_CONNECTIONS open connections and requests, uvicorn answers 503 instead of queueing
+    # without bound; idle keep-alive connections are closed after KEEP_ALIVE_S.
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="warning",
+        limit_concurrency=MAX_CONNECTIONS,
+        timeout_keep_alive=KEEP_ALIVE_S,
+    )
 
 
 def serve(app: Any, *, host: str = "127.0.0.1", port: int = 8000) -> None:
