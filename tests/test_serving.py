@@ -254,3 +254,49 @@ def test_serve_load_command_full(tmp_path, mnist_dir, capsys, monkeypatch):
     assert code == 0, printed
     content = json.loads(out.read_text())
     assert content["load"]["n_errors"] == 0 and content["model"]["runtime"] == "litert"
+
+
+# -- `mnist-bench serve` and model loading ------------------------------------------------
+
+
+@pytest.mark.network
+def test_serve_command_serves_a_litert_file(litert_file, mnist):
+    """`mnist-bench serve FILE.tflite` in a child process (LiteRT only: starts in seconds)."""
+    from urllib.request import Request, urlopen
+
+    from mnist_bench.export import file_sha256
+    from mnist_bench.serving.server import server_process
+
+    with server_process(litert_file, timeout_s=60) as url:
+        with urlopen(f"{url}/healthz", timeout=5) as response:
+            model = json.loads(response.read())["model"]
+        body = json.dumps({"image": mnist.x_test[0].tolist()}).encode()
+        request = Request(f"{url}/predict", body, {"Content-Type": "application/json"})
+        with urlopen(request, timeout=5) as response:
+            answer = json.loads(response.read())
+    assert model == {
+        "file": litert_file.name,
+        "sha256": file_sha256(litert_file),
+        "runtime": "litert",
+    }
+    assert answer["digit"] == mnist.y_test[0] and answer["model"] == model
+
+
+def test_load_for_serving_runtimes_and_bad_paths(litert_file, tmp_path):
+    from mnist_bench.serving import load_for_serving
+
+    predictor, info = load_for_serving(REPO_ROOT / "results", runtime="keras")  # a folder
+    assert info["runtime"] == predictor.runtime == "keras"
+    assert info["file"] == "model.keras"
+    x = np.zeros((2, 28, 28, 1), np.float32)
+    assert predictor.predict_proba(x).shape == (2, 10)
+    with pytest.raises(ValueError, match=r"runtime must be one of \['auto', 'keras'\]"):
+        load_for_serving(litert_file, runtime="onnx")
+    with pytest.raises(ValueError, match=r"missing\.tflite: no such model file or folder"):
+        load_for_serving(tmp_path / "missing.tflite")
+
+
+def test_serve_command_bad_model_is_exit_2(tmp_path, capsys):
+    assert main(["serve", str(tmp_path / "missing.tflite")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.tflite: no such model file or folder" in err and "Traceback" not in err
