@@ -37,8 +37,12 @@ FORMATS = ("saved_model", "litert", "litert-int8")
 FORMAT_SUFFIX = {"saved_model": "", "litert": ".tflite", "litert-int8": ".tflite"}
 REPRESENTATIVE_IMAGES = 300  # training images calibrating the int8 ranges
 REPRESENTATIVE_SEED = 0
-# Threads for the LiteRT interpreter. Measured on the 2-core Xeon (mnist-bench export
-# --bench): 1 thread is fastest for one image (no thread hand-off), 2 for batches.
+# Threads for the LiteRT interpreter, from `mnist-bench export-bench` on the 2-core Xeon
+# (results/inference.json): 1 thread is fastest for one image (p50 0.50 vs 0.63 ms float32,
+# 0.148 vs 0.153 ms int8: no thread hand-off). For batches 1 and 2 threads measured within
+# the noise of the shared machine (1,000 images: 1,052 vs 1,025 img/s float32); 2 is kept so
+# a batch uses both cores when they are free. Chunks of 32, 64 and 256 images: also within
+# the noise, so the largest (fewest calls) is kept.
 SINGLE_THREADS = 1
 BATCH_THREADS = 2
 # Batches run through interpreters sized to a power of two up to this, padded with zeros:
