@@ -150,6 +150,33 @@ def test_declared_oversize_body_is_refused_before_reading(client):
     assert response.status_code == 413 and "exceeds" in response.json()["error"]
 
 
+def test_streamed_oversize_body_is_refused(client):
+    """No Content-Length (chunked transfer): the server counts while reading and stops."""
+
+    def chunks():
+        for _ in range(MAX_BODY_BYTES // 65536 + 2):
+            yield b"\0" * 65536
+
+    response = client.post("/predict", content=chunks(), headers={"content-type": "image/png"})
+    assert response.status_code == 413
+    assert response.json()["error"] == f"body exceeds the {MAX_BODY_BYTES}-byte limit"
+
+
+def test_predictor_is_safe_from_many_threads(litert_predictor, mnist):
+    """The interpreter is not thread-safe; the predictor's lock makes concurrent calls give
+    the same answers as sequential ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = mnist.x_test[:64].reshape(64, 28, 28, 1).astype(np.float32) / 255
+    expected = [litert_predictor.predict_proba(x[i : i + 1 + i % 5]) for i in range(48)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(
+            pool.map(lambda i: litert_predictor.predict_proba(x[i : i + 1 + i % 5]), range(48))
+        )
+    for e, g in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(e, g)
+
+
 def test_multipart_without_a_file_is_400(client):
     body = (
         b'--xyz\r\nContent-Disposition: form-data; name="note"\r\n\r\nno file here\r\n--xyz--\r\n'

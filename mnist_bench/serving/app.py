@@ -102,6 +102,8 @@ def _json_pixels(data: bytes) -> np.ndarray:
         value = json.loads(data, parse_constant=reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(400, f"not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # "[[[[..." nested deeper than Python's stack
+        raise RequestError(400, "not valid JSON for an image: nested too deeply") from exc
     if isinstance(value, dict):
         if set(value) != {"image"}:
             raise RequestError(422, f'expected {{"image": 28x28 array}}, got keys {sorted(value)}')

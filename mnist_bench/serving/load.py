@@ -119,6 +119,7 @@ def malformed_requests() -> list[tuple[str, str, str, bytes, str, int]]:
         ("truncated PNG", "POST", "/predict", valid_png[: len(valid_png) // 2], "image/png", 400),
         ("empty body", "POST", "/predict", b"", "image/png", 400),
         ("invalid JSON", "POST", "/predict", b'{"image": [[1, 2', json_type, 400),
+        ("JSON nested too deeply", "POST", "/predict", b"[" * 100_000, json_type, 400),
         ("JSON of wrong shape", "POST", "/predict", b"[[0, 1], [2, 3]]", json_type, 422),
         ("JSON pixel out of range", "POST", "/predict", _json_image(300), json_type, 422),
         ("JSON strings", "POST", "/predict", _json_image('"a"'), json_type, 422),
