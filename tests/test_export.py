@@ -136,9 +136,14 @@ def test_max_chunk_must_be_a_power_of_two(litert_file):
 # -- the recorded results -----------------------------------------------------------------
 
 
-def test_recorded_exports_match_their_files():
-    """results/export.json: every format, the digest of each committed file, the int8 limit."""
+def test_recorded_exports_match_their_files(litert_file):
+    """results/export.json: every format, the digest of each committed file, the int8 limit;
+    and, on the machine that recorded it, a fresh LiteRT export is the committed file."""
     content = export.read_export_results(RESULTS / "export.json")
+    if content["provenance"]["machine_fingerprint"] == mnist_bench.machine_fingerprint():
+        # The conversion is bit-reproducible (BN folding runs TF kernels, so only on the same
+        # CPU, ISA and TensorFlow version).
+        assert file_sha256(litert_file) == content["formats"]["litert"]["sha256"]
     assert set(content["formats"]) == set(FORMATS)
     for record in content["formats"].values():
         assert file_sha256(REPO_ROOT / record["path"]) == record["sha256"], record["path"]
@@ -199,6 +204,13 @@ def test_int8_accuracy_within_limit_full_test_set(tmp_path, mnist_dir, capsys, m
     argv = ["export", str(RESULTS / "model.keras"), "--format", "all"]
     assert main([*argv, "--out", str(tmp_path / "export"), "--results", str(results)]) == 0
     content = export.read_export_results(results)
+    recorded = export.read_export_results(RESULTS / "export.json")
+    if (
+        recorded["provenance"]["machine_fingerprint"]
+        == content["provenance"]["machine_fingerprint"]
+    ):
+        for fmt in ("litert", "litert-int8"):  # seeded calibration: the same int8 file too
+            assert content["formats"][fmt]["sha256"] == recorded["formats"][fmt]["sha256"], fmt
     assert content["formats"]["litert"]["test_accuracy"] == pytest.approx(0.9971)
     assert content["formats"]["saved_model"]["test_accuracy"] == pytest.approx(0.9971)
     assert content["int8_loss_vs_float32"] <= INT8_MAX_LOSS
