@@ -411,9 +411,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     digits = np.stack([prepare_image_file(path) for path in args.images])  # (n, 28, 28) uint8
     _start_tensorflow()
     from .evaluation import predict
-    from .models import load_model
+    from .export import load_predictor
 
-    labels, probabilities = predict(load_model(args.model), digits)
+    labels, probabilities = predict(load_predictor(args.model), digits)
     width = max(len(str(path)) for path in args.images)
     for path, label, probs in zip(args.images, labels, probabilities, strict=True):
         print(f"{path:<{width}}  {int(label)}  {float(probs[label]):.4f}")
@@ -438,7 +438,9 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
         "background is light, cropped to the ink, scaled into 20x20 and centred by its centre "
         "of mass in 28x28. A 28x28 image or array is taken as is. Prints file, label, confidence.",
     )
-    p.add_argument("model", help="a .keras/.h5 file, or a folder holding one")
+    p.add_argument(
+        "model", help="a .keras/.h5 file or a folder holding one, a .tflite file or a SavedModel"
+    )
     p.add_argument("images", nargs="+", help="image files: .png, .jpg, .jpeg or .npy")
     p.set_defaults(func=_cmd_predict)
 

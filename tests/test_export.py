@@ -215,3 +215,13 @@ def test_int8_accuracy_within_limit_full_test_set(tmp_path, mnist_dir, capsys, m
     assert content["formats"]["saved_model"]["test_accuracy"] == pytest.approx(0.9971)
     assert content["int8_loss_vs_float32"] <= INT8_MAX_LOSS
     shutil.rmtree(tmp_path / "export")
+
+
+def test_cli_predict_accepts_a_litert_file(litert_file, mnist, tmp_path, capsys):
+    """`mnist-bench predict FILE.tflite digit.png`: the same MNIST-style prep as for Keras."""
+    from PIL import Image
+
+    path = tmp_path / "digit.png"
+    Image.fromarray(255 - np.kron(mnist.x_test[0], np.ones((8, 8), np.uint8))).save(path)
+    assert main(["predict", str(litert_file), str(path)]) == 0
+    assert capsys.readouterr().out.split()[:2] == [str(path), str(mnist.y_test[0])]
