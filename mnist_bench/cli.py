@@ -878,6 +878,27 @@ def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_serve)
 
 
+def _print_serve_load(content: dict[str, Any]) -> None:
+    load, malformed, q = content["load"], content["malformed"], content["sequential"]
+    c = load["latency_ms"]
+    print(
+        f"{load['n_ok']} ok, {load['n_errors']} errors, {load['requests_per_s']:.0f} req/s, "
+        f"p50 {c['p50']:.2f} ms, p99 {c['p99']:.2f} ms, in-server p50 "
+        f"{load['server_latency_ms']['p50']:.3f} ms; served accuracy {load['served_accuracy']:.2%}"
+    )
+    if q is not None:
+        print(
+            f"then one client, {q['n_requests']} requests: p50 {q['latency_ms']['p50']:.2f} ms, "
+            f"p99 {q['latency_ms']['p99']:.2f} ms, {q['n_errors']} errors"
+        )
+    print(
+        f"malformed burst: {malformed['n_requests']} requests, {len(malformed['unexpected'])} "
+        f"unexpected statuses; then a valid request: HTTP {content['after']}"
+    )
+    for line in [*load["errors"], *malformed["unexpected"]]:
+        print(f"  {line}")
+
+
 def _cmd_serve_load(args: argparse.Namespace) -> int:
     from ._io import read_json, replace_marked, write_json
 
@@ -888,55 +909,23 @@ def _cmd_serve_load(args: argparse.Namespace) -> int:
         if args.requests < 1 or args.concurrency < 1:
             raise CliError("--requests and --concurrency must be >= 1")
         data = _load_data(args.data)
-        from .provenance import provenance
-        from .serving.load import json_bodies, load_record, load_test
-        from .serving.server import server_process
+        from .serving.load import load_test_passed, measure_serving
 
-        bodies = json_bodies(data.x_test[: args.requests])
-        print(f"starting `mnist-bench serve {args.model}` on 127.0.0.1", flush=True)
-        with server_process(args.model) as url:
-            from urllib.request import urlopen
-
-            with urlopen(f"{url}/healthz", timeout=5) as response:
-                model_info = json.loads(response.read())["model"]
-            print(f"{url}: {args.requests} requests from {args.concurrency} clients", flush=True)
-            load_before = os.getloadavg()[0]
-            result = load_test(url, bodies, n_requests=args.requests, concurrency=args.concurrency)
-        content = {
-            **load_record(result, data.y_test[: args.requests]),
-            "model": model_info,
-            "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
-            "provenance": provenance(),
-        }
-        load, malformed = content["load"], content["malformed"]
-        c = load["latency_ms"]
         print(
-            f"{load['n_ok']} ok, {load['n_errors']} errors, {load['requests_per_s']:.0f} req/s, "
-            f"p50 {c['p50']:.2f} ms, p99 {c['p99']:.2f} ms, in-server p50 "
-            f"{load['server_latency_ms']['p50']:.3f} ms; served accuracy "
-            f"{load['served_accuracy']:.2%}"
+            f"starting `mnist-bench serve {args.model}` on 127.0.0.1, then {args.requests} "
+            f"requests from {args.concurrency} clients",
+            flush=True,
         )
-        if content["sequential"] is not None:
-            q = content["sequential"]
-            print(
-                f"then one client, {q['n_requests']} requests: p50 {q['latency_ms']['p50']:.2f} "
-                f"ms, p99 {q['latency_ms']['p99']:.2f} ms, {q['n_errors']} errors"
-            )
-        print(
-            f"malformed burst: {malformed['n_requests']} requests, "
-            f"{len(malformed['unexpected'])} unexpected statuses; then a valid request: "
-            f"HTTP {content['after']}"
+        content = measure_serving(
+            args.model,
+            data.x_test[: args.requests],
+            data.y_test[: args.requests],
+            n_requests=args.requests,
+            concurrency=args.concurrency,
         )
-        for line in [*load["errors"], *malformed["unexpected"]]:
-            print(f"  {line}")
+        _print_serve_load(content)
         print(f"wrote {write_json(out, content)}")
-        sequential_errors = (content["sequential"] or {}).get("n_errors", 0)
-        if (
-            load["n_errors"]
-            or sequential_errors
-            or malformed["unexpected"]
-            or content["after"] != 200
-        ):
+        if not load_test_passed(content):
             _err("the server did not pass the load test")
             return EXIT_CHECK_FAILED
     elif not args.readme:

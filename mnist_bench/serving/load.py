@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -273,6 +274,63 @@ def load_record(result: dict[str, Any], labels: Sequence[int]) -> dict[str, Any]
     correct = [d == labels[i % len(labels)] for i, d in enumerate(digits) if d is not None]
     load["served_accuracy"] = float(np.mean(correct)) if correct else None
     return {**result, "load": load}
+
+
+def measure_serving(
+    model: str | os.PathLike[str],
+    images: np.ndarray,
+    labels: Sequence[int],
+    *,
+    n_requests: int = 2000,
+    concurrency: int = 16,
+) -> dict[str, Any]:
+    """`load_test` of ``mnist-bench serve MODEL`` run in a child process on 127.0.0.1.
+
+    Parameters
+    ----------
+    model : path
+        What ``mnist-bench serve`` takes (a Keras model is converted to LiteRT at start-up).
+    images : ndarray of shape (n, 28, 28), uint8
+        Request i sends image ``i % n`` as JSON.
+    labels : array-like of shape (n,)
+        Their digits, for the served accuracy.
+    n_requests, concurrency : int, default 2000 and 16
+
+    Returns
+    -------
+    dict
+        `load_record`'s content plus ``model`` (as ``/healthz`` reports it),
+        ``load_average_1min`` (before and after) and ``provenance``: results/serve_load.json.
+    """
+    from urllib.request import urlopen
+
+    from ..provenance import provenance
+    from .server import server_process
+
+    bodies = json_bodies(images)
+    with server_process(model) as url:
+        with urlopen(f"{url}/healthz", timeout=5) as response:
+            model_info = json.loads(response.read())["model"]
+        load_before = os.getloadavg()[0]
+        result = load_test(url, bodies, n_requests=n_requests, concurrency=concurrency)
+    return {
+        **load_record(result, labels),
+        "model": model_info,
+        # Other processes' CPU use skews the times; recorded so a reader can tell.
+        "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
+        "provenance": provenance(),
+    }
+
+
+def load_test_passed(content: dict[str, Any]) -> bool:
+    """No failed request, every malformed request answered as expected, the last one 200."""
+    sequential_errors = (content.get("sequential") or {}).get("n_errors", 0)
+    return (
+        content["load"]["n_errors"] == 0
+        and sequential_errors == 0
+        and not content["malformed"]["unexpected"]
+        and content["after"] == 200
+    )
 
 
 def serve_load_table(content: dict[str, Any]) -> str:
