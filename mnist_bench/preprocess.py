@@ -4,7 +4,8 @@
 photo or scan of one handwritten digit look like an MNIST digit, the way MNIST itself was made
 (LeCun et al., http://yann.lecun.com/exdb/mnist/): light ink on a dark background, the digit
 scaled with anti-aliasing to fit a 20x20 box, then placed in a 28x28 field so that its centre
-of mass sits at the centre. `prepare_image_file` does the same from a PNG/JPEG/.npy file.
+of mass sits at the centre. `prepare_image_file` does the same from a PNG/JPEG/.npy file, and
+`prepare_digit` from an array in memory (the server's uploads and canvas drawings).
 
 Pixel values are 0..255 everywhere in this module, whatever the dtype: an input of floats
 already scaled to [0, 1] is not recognised as such (it would read as a nearly black image).
