@@ -301,8 +301,8 @@ def evaluate(
 
     Parameters
     ----------
-    model : keras.Model
-        Takes float32 (N, 28, 28, 1) in [0, 1], returns softmax probabilities (N, 10).
+    model : keras.Model or exported predictor
+        As for `predict`: a Keras model, or a `mnist_bench.export.load_predictor` result.
     data : MnistData or tuple (images, labels)
         An `MnistData` is evaluated on its test split (10,000 images). A pair holds images in
         any layout `predict` accepts and labels, integers 0..9 of shape (N,).
