@@ -854,7 +854,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     predictor, info = load_for_serving(args.model, runtime=args.runtime)
     print(f"serving {args.model} ({info['runtime']}, sha256 {info['sha256'][:16]})", flush=True)
     print(f"open http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
-    serve(create_app(predictor.predict_proba, model_info=info), host=args.host, port=args.port)
+    try:
+        serve(create_app(predictor.predict_proba, model_info=info), host=args.host, port=args.port)
+    except KeyboardInterrupt:  # uvicorn shuts down cleanly, then re-raises Ctrl-C
+        print("stopped")
     return EXIT_OK
 
 

@@ -43,7 +43,8 @@ from ..preprocess import IMAGE_SIZE, image_to_array, prepare_digit
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: a 280x280 canvas PNG is ~10 kB, a phone JPEG of a digit ~0.5 MB
-MAX_PIXELS = 4096 * 4096  # decoded image size cap: a small PNG can decode to gigabytes
+MAX_PIXELS = 2048 * 2048  # decoded size cap: a small PNG can decode to gigabytes, and the
+# photo preparation holds a few float64 copies (~150 MB at this size, one request at a time)
 JSON_TYPES = ("application/json",)
 
 
