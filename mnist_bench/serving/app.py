@@ -17,8 +17,10 @@ a 28x28 one is taken as is. The answer is JSON: ``digit``, ``probabilities`` (10
 413 for a body over `MAX_BODY_BYTES` or an image over `MAX_PIXELS`, 400 for a body that is
 not an image or not JSON, 422 for a wrong shape or values (or no ink), never a traceback.
 
-Requests are handled one at a time on the event loop (the predictor is not thread-safe, and
-one inference takes well under a millisecond), so concurrent clients are safe.
+Inference runs on the event loop, one request at a time (a LiteRT interpreter is not
+thread-safe, and one inference takes well under a millisecond), so concurrent clients are
+safe; an uploaded photo is decoded and prepared in a worker thread first, so a large one does
+not stall the others.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -118,7 +121,7 @@ def _json_pixels(data: bytes) -> np.ndarray:
     return array
 
 
-async def _form_image(request: Request, body: bytes) -> np.ndarray:
+async def _form_file(request: Request, body: bytes) -> bytes:
     """The first uploaded file of a multipart form (the body is already read and checked)."""
 
     async def replay() -> dict[str, Any]:
@@ -131,7 +134,19 @@ async def _form_image(request: Request, body: bytes) -> np.ndarray:
     files = [v for v in form.values() if hasattr(v, "read")]
     if not files:
         raise RequestError(400, "multipart form holds no file: upload the image as a file field")
-    return _decode_image(await files[0].read())
+    return await files[0].read()
+
+
+def _prepare(pixels: np.ndarray) -> np.ndarray:
+    """`prepare_digit`, its ValueError (wrong values, no ink) a 422."""
+    try:
+        return prepare_digit(pixels)  # (28, 28) uint8
+    except ValueError as exc:
+        raise RequestError(422, str(exc)) from exc
+
+
+def _prepare_image(data: bytes) -> np.ndarray:
+    return _prepare(_decode_image(data))
 
 
 # -- handlers -----------------------------------------------------------------------------
@@ -149,16 +164,12 @@ def _predict_handler(
             body = await _read_body(request, limit)
             start = time.perf_counter()
             content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if content_type in JSON_TYPES:
-                pixels = _json_pixels(body)
-            elif content_type == "multipart/form-data":
-                pixels = await _form_image(request, body)
-            else:
-                pixels = _decode_image(body)
-            try:
-                digit_image = prepare_digit(pixels)  # (28, 28) uint8
-            except ValueError as exc:
-                raise RequestError(422, str(exc)) from exc
+            if content_type in JSON_TYPES:  # 28x28: microseconds, on the event loop
+                digit_image = _prepare(_json_pixels(body))
+            else:  # decoding and preparing a photo can take ~0.5 s: not on the event loop
+                if content_type == "multipart/form-data":
+                    body = await _form_file(request, body)
+                digit_image = await run_in_threadpool(_prepare_image, body)
             x = digit_image.reshape(1, IMAGE_SIZE, IMAGE_SIZE, 1).astype(np.float32) / 255.0
             probabilities = predict_proba(x)[0]
             latency_ms = (time.perf_counter() - start) * 1e3
