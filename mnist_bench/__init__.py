@@ -10,6 +10,7 @@ The public API, by concern (data flows top to bottom)::
     train, TrainResult, weights_digest                                   # train
     reproduce, check_results                                             # reproduce
     machine_fingerprint                                                  # provenance
+    export_model, load_predictor                                         # export (LiteRT)
 
 Names are imported lazily (PEP 562), so ``from mnist_bench import load_mnist`` does not pay
 for importing TensorFlow; only the model, training and evaluation names do.
@@ -49,6 +50,8 @@ _EXPORTS: dict[str, str] = {
     "reproduce": "reproduction",
     "check_results": "reproduction",
     "machine_fingerprint": "provenance",
+    "export_model": "export",
+    "load_predictor": "export",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -57,6 +60,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real definitions
     from .config import TrainConfig
     from .data import MnistData, MnistDataError, download_mnist, load_mnist, verify_mnist
     from .evaluation import EvalReport, evaluate, predict
+    from .export import export_model, load_predictor
     from .models import MODEL_NAMES, build_model, load_model, model_flops, save_model
     from .preprocess import one_hot, prepare_photo, preprocess_images
     from .provenance import machine_fingerprint

@@ -198,6 +198,8 @@ def _predict_proba(model: keras.Model, x: np.ndarray, batch_size: int) -> np.nda
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
     if len(x) == 0:
         return np.zeros((0, NUM_CLASSES), dtype=np.float32)
+    if hasattr(model, "predict_proba"):  # an exported model (mnist_bench.export predictors)
+        return model.predict_proba(x)
     fn = _inference_fn(model)
     if len(x) <= batch_size:  # the common small case: no slicing, no concatenation
         return fn(tf.constant(x)).numpy()
@@ -260,8 +262,9 @@ def predict(
 
     Parameters
     ----------
-    model : keras.Model
-        Takes float32 (N, 28, 28, 1) in [0, 1], returns softmax probabilities (N, 10).
+    model : keras.Model or exported predictor
+        Takes float32 (N, 28, 28, 1) in [0, 1], returns softmax probabilities (N, 10); or an
+        object with such a ``predict_proba`` method (`mnist_bench.export.load_predictor`).
     images : array-like
         Either raw pixel values 0..255 of shape (N, 28, 28), (N, 28, 28, 1) or (N, 784), or
         one image of shape (28, 28) (treated as N = 1); or images already preprocessed by
@@ -298,8 +301,8 @@ def evaluate(
 
     Parameters
     ----------
-    model : keras.Model
-        Takes float32 (N, 28, 28, 1) in [0, 1], returns softmax probabilities (N, 10).
+    model : keras.Model or exported predictor
+        As for `predict`: a Keras model, or a `mnist_bench.export.load_predictor` result.
     data : MnistData or tuple (images, labels)
         An `MnistData` is evaluated on its test split (10,000 images). A pair holds images in
         any layout `predict` accepts and labels, integers 0..9 of shape (N,).

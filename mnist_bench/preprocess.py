@@ -4,7 +4,8 @@
 photo or scan of one handwritten digit look like an MNIST digit, the way MNIST itself was made
 (LeCun et al., http://yann.lecun.com/exdb/mnist/): light ink on a dark background, the digit
 scaled with anti-aliasing to fit a 20x20 box, then placed in a 28x28 field so that its centre
-of mass sits at the centre. `prepare_image_file` does the same from a PNG/JPEG/.npy file.
+of mass sits at the centre. `prepare_image_file` does the same from a PNG/JPEG/.npy file, and
+`prepare_digit` from an array in memory (the server's uploads and canvas drawings).
 
 Pixel values are 0..255 everywhere in this module, whatever the dtype: an input of floats
 already scaled to [0, 1] is not recognised as such (it would read as a nearly black image).
@@ -275,15 +276,26 @@ def load_image_file(path: str | os.PathLike[str]) -> np.ndarray:
     return array
 
 
+def image_to_array(img: Image.Image) -> np.ndarray:
+    """The pixels of an opened PIL image, as `load_image_file` returns them.
+
+    Returns
+    -------
+    ndarray of shape (H, W), (H, W, 3) or (H, W, 4)
+        uint8 for 8-bit images; float64 scaled to [0, 255] for 16/32-bit grayscale.
+    """
+    img.load()
+    if img.mode.startswith("I"):  # 16/32-bit integer grayscale: rescale to 0..255
+        return np.asarray(img, dtype=np.float64) * (255.0 / 65535.0)
+    if img.mode not in ("L", "RGB", "RGBA"):
+        has_alpha = "A" in img.getbands() or "transparency" in img.info
+        img = img.convert("RGBA" if has_alpha else "RGB")
+    return np.asarray(img)
+
+
 def _read_with_pil(path: Path) -> np.ndarray:
     with Image.open(path) as img:
-        img.load()
-        if img.mode.startswith("I"):  # 16/32-bit integer grayscale: rescale to 0..255
-            return np.asarray(img, dtype=np.float64) * (255.0 / 65535.0)
-        if img.mode not in ("L", "RGB", "RGBA"):
-            has_alpha = "A" in img.getbands() or "transparency" in img.info
-            img = img.convert("RGBA" if has_alpha else "RGB")
-        return np.asarray(img)
+        return image_to_array(img)
 
 
 def prepare_image_file(path: str | os.PathLike[str]) -> np.ndarray:
@@ -310,11 +322,36 @@ def prepare_image_file(path: str | os.PathLike[str]) -> np.ndarray:
     """
     image = load_image_file(path)
     try:
-        if image.shape[:2] != (IMAGE_SIZE, IMAGE_SIZE):
-            return prepare_photo(image)
-        gray, _ = _light_on_dark(_to_gray(image))
-        if gray.max() == gray.min():  # a blank 28x28 image is no digit either
-            raise ValueError("no ink found: every pixel has the same value")
+        return prepare_digit(image)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
+
+
+def prepare_digit(image: np.ndarray) -> np.ndarray:
+    """Make an image of one digit MNIST-style: `prepare_image_file` for an array in memory.
+
+    An image of any size but 28x28 goes through `prepare_photo` (bounding box, 20x20, centre
+    of mass in 28x28). A 28x28 image is taken as an MNIST digit as is: only converted to
+    grayscale and inverted if its background is light.
+
+    Parameters
+    ----------
+    image : array-like of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)
+        Pixel values in [0, 255], any integer or float dtype.
+
+    Returns
+    -------
+    ndarray of shape (28, 28), uint8 in [0, 255]
+
+    Raises
+    ------
+    ValueError
+        For an unsupported shape or values, or "no ink found" for a blank image.
+    """
+    image = np.asarray(image)
+    if image.shape[:2] != (IMAGE_SIZE, IMAGE_SIZE):
+        return prepare_photo(image)
+    gray, _ = _light_on_dark(_to_gray(image))
+    if gray.max() == gray.min():  # a blank 28x28 image is no digit either
+        raise ValueError("no ink found: every pixel has the same value")
     return np.round(gray).astype(np.uint8)

@@ -135,3 +135,31 @@ def tiny_run(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> CliRu
 def tiny_model(tiny_run: CliRun) -> "keras.Model":  # noqa: F821 (keras is imported lazily)
     """The model of `tiny_run`, loaded from its folder (its `model.keras`)."""
     return mnist_bench.load_model(tiny_run.out_dir)
+
+
+# -- the published model, exported (shared by test_export and test_serving) --
+
+PUBLISHED_MODEL = REPO_ROOT / "results" / "model.keras"
+
+
+@pytest.fixture(scope="session")
+def published_model() -> "keras.Model":  # noqa: F821
+    """The published reference model, results/model.keras (99.71% test accuracy)."""
+    return mnist_bench.load_model(PUBLISHED_MODEL)
+
+
+@pytest.fixture(scope="session")
+def litert_file(published_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The published model exported to a float32 LiteRT file, once per session."""
+    from mnist_bench.export import export_model
+
+    out = tmp_path_factory.mktemp("litert") / "model.tflite"
+    return export_model(published_model, "litert", out)
+
+
+@pytest.fixture(scope="session")
+def litert_predictor(litert_file: Path) -> "mnist_bench.export.LiteRTPredictor":
+    """A `LiteRTPredictor` of `litert_file`, with the package's default threads."""
+    from mnist_bench.export import LiteRTPredictor
+
+    return LiteRTPredictor(litert_file)
