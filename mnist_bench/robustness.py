@@ -24,6 +24,7 @@ and Brier score on the test set published before and after, with a reliability d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,7 @@ CALIBRATION_FILE = "calibration.json"
 CALIBRATED_MODEL = "model_calibrated.keras"
 RELIABILITY_FIGURE = "reliability.png"
 SUBSET_IMAGES = 200  # re-measured by the fast tests: 15 x 200 digits, a few seconds
+SEED_RUN_FILE = "seed-seed0.json"  # results/runs/: the run record of the baseline, if published
 HOLDOUT_SIZE = 10_000  # TrainConfig.holdout_size's default
 BATCH = 1024  # inference batch: only speed depends on it
 HOLDOUT_NOTE = (
@@ -88,6 +90,13 @@ def _digest(model: keras.Model) -> str:
     return weights_digest(model)
 
 
+def _mean(values: Any) -> float:
+    """The mean, independent of the order of `values` (JSON files hold keys sorted):
+    `math.fsum` is exactly rounded."""
+    values = list(values)
+    return math.fsum(values) / len(values)
+
+
 def _summary(accuracy: Mapping[str, float], clean: float) -> dict[str, Any]:
     # ties go to the first in CORRUPTIONS order, whatever the order of `accuracy` (JSON files
     # hold their keys sorted)
@@ -96,7 +105,7 @@ def _summary(accuracy: Mapping[str, float], clean: float) -> dict[str, Any]:
     return {
         "clean_accuracy": clean,
         "accuracy": dict(accuracy),
-        "mean_accuracy": float(np.mean(list(accuracy.values()))),
+        "mean_accuracy": _mean(accuracy.values()),
         "min_accuracy": accuracy[worst],
         "worst": worst,
     }
@@ -116,9 +125,9 @@ def _corruption_errors(model: dict, baseline: dict) -> dict[str, Any]:
     rel_defined = [v for v in relative.values() if v is not None]
     return {
         "ce": ce,
-        "mce": float(np.mean(defined)) if defined else None,
+        "mce": _mean(defined) if defined else None,
         "relative_ce": relative,
-        "relative_mce": float(np.mean(rel_defined)) if rel_defined else None,
+        "relative_mce": _mean(rel_defined) if rel_defined else None,
     }
 
 
@@ -391,8 +400,13 @@ def check_robustness(path: Path, model: keras.Model, data: MnistData) -> list[st
         recomputed = _summary(block["accuracy"], block["clean_accuracy"])
         if {k: block[k] for k in recomputed} != recomputed:
             problems.append(f"{path}: mean/min accuracy differ from the per-corruption ones")
-        if record["baseline"] is not None:
-            errors = _corruption_errors(block, record["baseline"])
+        seed_run = path.parent / "runs" / SEED_RUN_FILE  # the seed notebook's recorded run
+        base = record["baseline"]
+        recorded = read_json(seed_run)["weights_digest"] if seed_run.is_file() else None
+        if base is not None and recorded is not None and base["weights_digest"] != recorded:
+            problems.append(f"{path}: the baseline is not the model of {seed_run}")
+        if base is not None:
+            errors = _corruption_errors(block, base)
             if {k: record[k] for k in errors} != errors:
                 problems.append(f"{path}: CE / mCE differ from those recomputed")
         n = record["subset"]["n_images"]
@@ -542,9 +556,11 @@ def check_calibration(path: Path, model: keras.Model, data: MnistData) -> list[s
             calibrated = keras.models.load_model(calibrated_path)
         except Exception as exc:  # Keras raises many types for a bad file
             return [*problems, f"{calibrated_path}: not loadable ({type(exc).__name__}: {exc})"]
-        if model_temperature(calibrated) != record["temperature"]:
+        found = model_temperature(calibrated)
+        # 1 / (1 / T) may differ from T in the last bit: compare to 1e-12
+        if found is None or not math.isclose(found, record["temperature"], rel_tol=1e-12):
             problems.append(
-                f"{calibrated_path}: temperature {model_temperature(calibrated)} differs from "
+                f"{calibrated_path}: temperature {found} differs from "
                 f"{path}'s {record['temperature']}"
             )
         _, probabilities = predict(calibrated, data.x_test, batch_size=BATCH)
