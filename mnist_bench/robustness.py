@@ -355,7 +355,8 @@ def robustness_table(record: Mapping[str, Any]) -> str:
     baseline, CE, then the mean, the minimum and the mCE."""
     base = record["baseline"]
     lines = [
-        f"| corruption ({record['n_images']:,} {record['split']} digits) | model | "
+        f"| corruption ({record['n_images']:,} {record['split']} digits) "
+        f"| {record['model']['name']} (published) | "
         "seed notebook's model | CE |",
         "| --- | ---: | ---: | ---: |",
         f"| none (clean) | {_pct(record['model']['clean_accuracy'])} | "
