@@ -398,6 +398,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         f"test accuracy {report.accuracy:.4%} ({report.n_errors} errors of {report.n}), "
         f"loss {report.loss:.4f}"
     )
+    print(
+        f"calibration: ECE {report.ece:.4%} (15 bins), NLL {report.nll:.4f}, "
+        f"Brier {report.brier:.4f}, mean confidence {report.mean_confidence:.4f}"
+    )
     print(_format_confusion(report.confusion))
     if args.json:
         report.to_json(args.json)

@@ -247,7 +247,9 @@ def measure_robustness(
     """
     x, y = _check_batch(images, labels)
     seeds = corruption_seeds(base_seed)
-    n_sub = min(int(subset), len(x))
+    if isinstance(subset, bool) or not isinstance(subset, int) or subset < 1:
+        raise ValueError(f"subset must be a positive integer, got {subset!r}")
+    n_sub = min(subset, len(x))
     cache: dict[tuple[str, int], np.ndarray] = {}
     block = _measure(model, x, y, seeds, cache)
     block.update(weights_digest=_digest(model), name=model.name)
