@@ -7,6 +7,15 @@ overhead per call on a 2-core CPU, which dominates a one-image prediction.
 
     report = evaluate(model, load_mnist())  # the 10,000 test images
     report.accuracy, report.n_errors, report.confusion  # float, int, (10, 10) int64
+    report.ece, report.nll, report.brier  # calibration of the probabilities
+
+Calibration: `calibration_metrics` (expected calibration error over 15 equal-width confidence
+bins, negative log-likelihood, Brier score), `reliability_bins` for a reliability diagram,
+`fit_temperature` (temperature scaling, Guo et al. 2017: one scalar dividing the logits, fitted
+by minimising the NLL on images never used for testing) and `with_temperature`, which returns
+the model with its last softmax Dense split into logits / temperature / softmax, built from
+stock Keras layers, so the file it is saved to loads with plain `keras.models.load_model` and
+`predict` returns the calibrated probabilities.
 """
 
 from __future__ import annotations
@@ -32,6 +41,9 @@ if TYPE_CHECKING:
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28, 1)
 EPSILON = 1e-7  # keras.backend.epsilon(): Keras clips probabilities to [eps, 1 - eps]
+ECE_BINS = 15  # equal-width confidence bins, as Guo et al. 2017 and most papers since
+TEMPERATURE_BOUNDS = (0.05, 20.0)  # the search range of fit_temperature; far beyond any fit
+TEMPERATURE_LAYER = "temperature"  # name of the Rescaling(1 / T) layer of with_temperature
 
 
 @dataclass(frozen=True, repr=False)
@@ -46,6 +58,14 @@ class EvalReport:
         Fraction of images whose predicted digit is the true one, in [0, 1].
     n : int
         Number of images evaluated.
+    ece : float
+        Expected calibration error over 15 equal-width bins of the top-1 probability, in
+        [0, 1]: the bin-size-weighted mean of |accuracy - mean confidence| (`calibration_metrics`).
+    brier : float
+        Multi-class Brier score: mean over images of the squared distance between the
+        probability vector and the one-hot label, in [0, 2].
+    mean_confidence : float
+        Mean top-1 probability, in [0, 1]; equal to the accuracy for a calibrated model.
     confusion : ndarray of shape (10, 10), int64
         ``confusion[i, j]`` counts images of true digit ``i`` predicted as ``j``.
     per_class : dict
@@ -61,6 +81,9 @@ class EvalReport:
     loss: float
     accuracy: float
     n: int
+    ece: float
+    brier: float
+    mean_confidence: float
     confusion: np.ndarray
     per_class: dict[str, dict[str, float]]
     misclassified: np.ndarray
@@ -72,6 +95,9 @@ class EvalReport:
             "loss": float(self.loss),
             "accuracy": float(self.accuracy),
             "n": int(self.n),
+            "ece": float(self.ece),
+            "brier": float(self.brier),
+            "mean_confidence": float(self.mean_confidence),
             "confusion": np.asarray(self.confusion, dtype=np.int64),
             "per_class": {
                 k: {m: float(v) for m, v in d.items()} for k, d in self.per_class.items()
@@ -91,6 +117,11 @@ class EvalReport:
         """Number of misclassified images."""
         return int(self.misclassified.size)
 
+    @property
+    def nll(self) -> float:
+        """Mean negative log-likelihood of the true digit (nats): the same number as `loss`."""
+        return self.loss
+
     def __repr__(self) -> str:  # the arrays would bury the scores
         return (
             f"EvalReport(n={self.n}, accuracy={self.accuracy:.4f}, loss={self.loss:.4f}, "
@@ -103,6 +134,8 @@ class EvalReport:
         return (
             (self.loss, self.accuracy, self.n, self.per_class)
             == (other.loss, other.accuracy, other.n, other.per_class)
+            and (self.ece, self.brier, self.mean_confidence)
+            == (other.ece, other.brier, other.mean_confidence)
             and np.array_equal(self.confusion, other.confusion)
             and np.array_equal(self.misclassified, other.misclassified)
             and np.array_equal(self.predicted, other.predicted)
@@ -116,6 +149,9 @@ class EvalReport:
             "loss": self.loss,
             "accuracy": self.accuracy,
             "n": self.n,
+            "ece": self.ece,
+            "brier": self.brier,
+            "mean_confidence": self.mean_confidence,
             "confusion": self.confusion.tolist(),
             "per_class": {k: dict(d) for k, d in self.per_class.items()},
             "misclassified": self.misclassified.tolist(),
@@ -252,6 +288,51 @@ def _per_class_report(labels: np.ndarray, predicted: np.ndarray) -> dict[str, di
     return {k: v for k, v in report.items() if k not in ("accuracy", "micro avg")}
 
 
+def _check_probabilities(probabilities: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != NUM_CLASSES or len(p) == 0:
+        raise ValueError(f"probabilities must have shape (N, 10) with N >= 1, got {p.shape}")
+    return p, _check_labels(labels, len(p))
+
+
+def _nll_at(temperature: float, logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of softmax(logits / temperature), float64."""
+    from scipy.special import logsumexp
+
+    z = logits / temperature
+    return float(np.mean(logsumexp(z, axis=1) - z[np.arange(len(labels)), labels]))
+
+
+def _softmax_dense(model: keras.Model) -> Any:
+    """The last layer of `model` once it is known to be a Dense with a softmax."""
+    import keras
+
+    last = model.layers[-1] if model.layers else None
+    if not isinstance(last, keras.layers.Dense) or last.get_config()["activation"] != "softmax":
+        name = type(last).__name__ if last is not None else "nothing"
+        raise ValueError(
+            f"model {model.name!r} must end in a Dense layer with a softmax activation to take "
+            f"a temperature; it ends in {name}"
+        )
+    return last
+
+
+def _logits_graph(model: keras.Model) -> tuple[Any, Any]:
+    """(inputs, logits) tensors: `model`'s layers in order, the last Dense without its softmax,
+    sharing every other layer (and so its weights) with `model`."""
+    import keras
+
+    last = _softmax_dense(model)
+    inputs = keras.Input(IMAGE_SHAPE, name="images")
+    x = inputs
+    for layer in model.layers[:-1]:  # a Sequential chain, as every model of models.py
+        x = layer(x)
+    dense = keras.layers.Dense(last.units, name="logits")
+    logits = dense(x)
+    dense.set_weights(last.get_weights())
+    return inputs, logits
+
+
 # -- public functions ---------------------------------------------------------------------
 
 
@@ -313,8 +394,9 @@ def evaluate(
     -------
     EvalReport
         Loss (mean categorical cross-entropy computed from the probabilities, clipped to
-        [1e-7, 1 - 1e-7] as Keras does), accuracy, confusion matrix, per-class report and
-        the predicted digit of every image.
+        [1e-7, 1 - 1e-7] as Keras does; also the NLL), accuracy, calibration (ECE over 15
+        bins, Brier score, mean confidence), confusion matrix, per-class report and the
+        predicted digit of every image.
 
     Raises
     ------
@@ -329,12 +411,184 @@ def evaluate(
         raise ValueError("nothing to evaluate: got 0 images")
     probabilities = _predict_proba(model, x, batch_size)
     predicted = probabilities.argmax(axis=1)
+    calibration = calibration_metrics(probabilities, y)
     return EvalReport(
         loss=_cross_entropy(probabilities, y),
         accuracy=float(np.mean(predicted == y)),
         n=len(y),
+        ece=calibration["ece"],
+        brier=calibration["brier"],
+        mean_confidence=calibration["mean_confidence"],
         confusion=confusion_matrix(y, predicted, labels=range(NUM_CLASSES)),
         per_class=_per_class_report(y, predicted),
         misclassified=np.flatnonzero(predicted != y),
         predicted=predicted,
     )
+
+
+# -- calibration --------------------------------------------------------------------------
+
+
+def reliability_bins(probabilities: Any, labels: Any, *, n_bins: int = ECE_BINS) -> dict:
+    """Images binned by their top-1 probability, for ECE and a reliability diagram.
+
+    Parameters
+    ----------
+    probabilities : array-like of shape (N, 10)
+        Each row a probability vector.
+    labels : array-like of shape (N,)
+        True digits, integers 0..9.
+    n_bins : int, default=15
+        Equal-width bins of (0, 1]; bin ``b`` holds confidences in ``(b / n, (b + 1) / n]``.
+
+    Returns
+    -------
+    dict
+        ``edges`` ndarray (n_bins + 1,) float64; ``count`` ndarray (n_bins,) int64; and
+        ``accuracy`` and ``confidence``, ndarrays (n_bins,) float64: the fraction correct and
+        the mean top-1 probability of the images in each bin (NaN for an empty bin).
+    """
+    p, y = _check_probabilities(probabilities, labels)
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    confidence = p.max(axis=1)
+    correct = (p.argmax(axis=1) == y).astype(np.float64)
+    index = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    count = np.bincount(index, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.bincount(index, weights=correct, minlength=n_bins) / count
+        mean_conf = np.bincount(index, weights=confidence, minlength=n_bins) / count
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return {"edges": edges, "count": count, "accuracy": accuracy, "confidence": mean_conf}
+
+
+def calibration_metrics(probabilities: Any, labels: Any, *, n_bins: int = ECE_BINS) -> dict:
+    """How well the probabilities match the frequencies of being right.
+
+    Parameters
+    ----------
+    probabilities : array-like of shape (N, 10)
+        Each row a probability vector (as `predict` returns).
+    labels : array-like of shape (N,)
+        True digits, integers 0..9.
+    n_bins : int, default=15
+        Equal-width confidence bins for the ECE.
+
+    Returns
+    -------
+    dict of str to float
+        ``ece``: sum over bins of (bin size / N) * |accuracy - mean confidence|, in [0, 1];
+        ``nll``: mean -log p(true digit), clipped to [1e-7, 1 - 1e-7] as Keras' loss is;
+        ``brier``: mean squared distance to the one-hot label, in [0, 2];
+        ``accuracy`` and ``mean_confidence`` (mean top-1 probability), in [0, 1].
+    """
+    p, y = _check_probabilities(probabilities, labels)
+    bins = reliability_bins(p, y, n_bins=n_bins)
+    filled = bins["count"] > 0
+    gaps = np.abs(bins["accuracy"][filled] - bins["confidence"][filled])
+    one_hot = np.eye(NUM_CLASSES)[y]
+    return {
+        "ece": float(np.sum(bins["count"][filled] * gaps) / len(y)),
+        "nll": _cross_entropy(p, y),
+        "brier": float(np.mean(np.sum((p - one_hot) ** 2, axis=1))),
+        "accuracy": float(np.mean(p.argmax(axis=1) == y)),
+        "mean_confidence": float(np.mean(p.max(axis=1))),
+    }
+
+
+def predict_logits(model: keras.Model, images: Any, *, batch_size: int = 1024) -> np.ndarray:
+    """The pre-softmax outputs of a model ending in a softmax Dense layer.
+
+    Parameters
+    ----------
+    model : keras.Model
+        As `predict` takes; its last layer must be a Dense with a softmax activation.
+    images : array-like
+        Any layout `predict` accepts.
+    batch_size : int, default=1024
+        Images per forward pass.
+
+    Returns
+    -------
+    ndarray of shape (N, 10), float32
+        Logits; ``softmax(logits)`` is what `predict` returns.
+
+    Raises
+    ------
+    ValueError
+        If the model does not end in a softmax Dense layer, or for bad images.
+    """
+    import keras
+
+    inputs, logits = _logits_graph(model)
+    return _predict_proba(keras.Model(inputs, logits), _prepare_images(images), batch_size)
+
+
+def fit_temperature(logits: Any, labels: Any) -> float:
+    """The temperature T minimising the NLL of ``softmax(logits / T)`` (Guo et al. 2017).
+
+    Fit it on images that are not the test set. Dividing by T > 0 never changes the
+    predicted digit, only the confidence: T > 1 softens, T < 1 sharpens.
+
+    Parameters
+    ----------
+    logits : array-like of shape (N, 10)
+        Pre-softmax outputs (`predict_logits`).
+    labels : array-like of shape (N,)
+        True digits, integers 0..9.
+
+    Returns
+    -------
+    float
+        T in [0.05, 20], to about 1e-6 relative (a bounded search over log T).
+    """
+    from scipy.optimize import minimize_scalar
+
+    z, y = _check_probabilities(logits, labels)
+    low, high = np.log(TEMPERATURE_BOUNDS)
+    found = minimize_scalar(
+        lambda log_t: _nll_at(float(np.exp(log_t)), z, y),
+        bounds=(low, high),
+        method="bounded",
+        options={"xatol": 1e-6},
+    )
+    return float(np.exp(found.x))
+
+
+def with_temperature(model: keras.Model, temperature: float) -> keras.Model:
+    """A copy of `model` whose probabilities are ``softmax(logits / temperature)``.
+
+    The last softmax Dense becomes three stock Keras layers: ``Dense`` named ``logits``
+    (same weights, no activation), ``Rescaling(1 / temperature)`` named ``temperature`` and
+    ``Softmax``. Saved with ``model.save``, it loads with plain `keras.models.load_model`, and
+    `predict` on it returns calibrated probabilities. The other layers are shared with `model`.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A model of `mnist_bench.models`: a chain of layers ending in a softmax Dense.
+    temperature : float
+        T > 0, e.g. from `fit_temperature`.
+
+    Returns
+    -------
+    keras.Model
+        Uncompiled, named ``<model.name>_calibrated``; inputs and outputs as `model`'s.
+    """
+    import keras
+
+    if not np.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+    inputs, logits = _logits_graph(model)
+    scaled = keras.layers.Rescaling(1.0 / float(temperature), name=TEMPERATURE_LAYER)(logits)
+    outputs = keras.layers.Softmax(name="probabilities")(scaled)
+    return keras.Model(inputs, outputs, name=f"{model.name}_calibrated")
+
+
+def model_temperature(model: keras.Model) -> float | None:
+    """The temperature a `with_temperature` model divides its logits by, else None."""
+    try:
+        layer = model.get_layer(TEMPERATURE_LAYER)
+    except ValueError:
+        return None
+    return 1.0 / float(layer.scale)

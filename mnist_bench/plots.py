@@ -371,3 +371,101 @@ def plot_report(
             images, labels, predicted, out_dir / "misclassified.png"
         ),
     }
+
+
+def plot_corruptions(
+    examples: Mapping[str, Any],
+    accuracies: Mapping[str, Mapping[str, float]],
+    labels: Mapping[str, str],
+    path: str | Path | None,
+) -> Path | Figure:
+    """One digit under every corruption (top row) and the accuracy per corruption of one or
+    more models side by side (bars below).
+
+    Parameters
+    ----------
+    examples : dict of str to array-like of shape (28, 28)
+        Title -> digit (0..255), drawn in order, e.g. ``"clean"`` then each corruption.
+    accuracies : dict of str to dict of str to float
+        Model key -> corruption name -> accuracy in [0, 1]; the first model's names give the
+        bars' order.
+    labels : dict of str to str
+        Model key -> legend label.
+    path : str or Path or None
+        Where to write the PNG; None returns the Figure unsaved.
+
+    Returns
+    -------
+    Path or Figure
+    """
+    if not examples or not accuracies:
+        raise ValueError("need at least one example digit and one model's accuracies")
+    names = list(next(iter(accuracies.values())))
+    fig = _new_figure(max(10.0, 0.75 * len(examples)), 7.0)
+    grid = fig.add_gridspec(2, len(examples), height_ratios=[1, 2.6])
+    for i, (title, digit) in enumerate(examples.items()):
+        ax = fig.add_subplot(grid[0, i])
+        ax.imshow(np.asarray(digit).reshape(28, 28), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(title.replace("_", "\n"), fontsize=7)
+        ax.set_xticks([])  # a frame, not axis("off"): white corruptions meet a white page
+        ax.set_yticks([])
+    bars = fig.add_subplot(grid[1, :])
+    width = 0.8 / len(accuracies)
+    x = np.arange(len(names))
+    for k, (key, values) in enumerate(accuracies.items()):
+        heights = [values[name] for name in names]
+        bars.bar(x + (k - (len(accuracies) - 1) / 2) * width, heights, width, label=labels[key])
+    bars.set_xticks(x, [name.replace("_", " ") for name in names], rotation=40, ha="right")
+    bars.set_ylim(0, 1)
+    bars.set_ylabel("accuracy on the corrupted digits")
+    bars.axhline(0.1, color="grey", linestyle=":", linewidth=1)  # chance
+    bars.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def plot_reliability(
+    panels: Mapping[str, Mapping[str, Sequence[float | None]]],
+    eces: Sequence[float],
+    path: str | Path | None,
+) -> Path | Figure:
+    """Reliability diagrams side by side: accuracy against mean confidence per confidence
+    bin, the diagonal being perfect calibration, with each panel's ECE in its title.
+
+    Parameters
+    ----------
+    panels : dict of str to dict
+        Title -> bins as `evaluation.reliability_bins` returns them (lists are fine; None or
+        NaN marks an empty bin): ``edges`` (n_bins + 1,), ``count``, ``accuracy`` and
+        ``confidence`` (n_bins,).
+    eces : sequence of float
+        The ECE of each panel, in [0, 1].
+    path : str or Path or None
+        Where to write the PNG; None returns the Figure unsaved.
+
+    Returns
+    -------
+    Path or Figure
+    """
+    if len(panels) != len(eces) or not panels:
+        raise ValueError(f"need one ECE per panel, got {len(panels)} panels, {len(eces)} ECEs")
+    fig = _new_figure(5.0 * len(panels), 4.8)
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (title, bins), ece in zip(axes, panels.items(), eces, strict=True):
+        edges = np.asarray(bins["edges"], dtype=np.float64)
+        accuracy = np.array([np.nan if v is None else v for v in bins["accuracy"]], float)
+        confidence = np.array([np.nan if v is None else v for v in bins["confidence"]], float)
+        filled = np.isfinite(accuracy)
+        ax.bar(edges[:-1][filled], accuracy[filled], np.diff(edges)[filled], align="edge",
+               edgecolor="black", label="accuracy in bin")  # fmt: skip
+        ax.plot(confidence[filled], accuracy[filled], "o", color=ERROR_COLOR, markersize=3,
+                label="(mean confidence, accuracy)")  # fmt: skip
+        ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("top-1 probability (confidence)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{title}\nECE {ece:.2%} ({len(edges) - 1} bins)", fontsize=10)
+        ax.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    return _finish(fig, path)

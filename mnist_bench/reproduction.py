@@ -495,7 +495,12 @@ def check_results(out_dir: str | Path = "results", *, data: MnistData) -> list[s
     evaluates each on the test set and compares its accuracy EXACTLY, and its weights digest,
     with ``metrics.json``'s ``published`` entry; recomputes the summary and the targets from
     the per-run numbers and the ensemble accuracy from the stored test-set probabilities;
-    checks ``config.json`` and that every file `reproduce` writes exists.
+    checks ``config.json`` and that every file `reproduce` writes exists. Where ``mnist-bench
+    robustness`` and ``mnist-bench calibrate`` wrote ``robustness.json`` and
+    ``calibration.json`` into the folder, checks them too: both must be of the published
+    model; the robustness summary is recomputed and its first-200-digit subset re-measured,
+    the calibrated model beside it loaded with plain Keras and its test calibration
+    re-measured, compared exactly.
 
     Parameters
     ----------
@@ -521,7 +526,30 @@ def check_results(out_dir: str | Path = "results", *, data: MnistData) -> list[s
                  if not (out / name).is_file()]  # fmt: skip
     for name in (KERAS_NAME, H5_NAME):
         problems += _check_published_model(out, name, published, data)
-    return problems
+    return problems + _check_trust_files(out, data)
+
+
+def _check_trust_files(out: Path, data: MnistData) -> list[str]:
+    """`robustness.check_robustness` and `check_calibration` on the files `mnist-bench
+    robustness` and `mnist-bench calibrate` wrote into `out`, when they are there."""
+    import keras
+
+    from .robustness import (
+        CALIBRATION_FILE,
+        ROBUSTNESS_FILE,
+        check_calibration,
+        check_robustness,
+    )
+
+    present = [name for name in (ROBUSTNESS_FILE, CALIBRATION_FILE) if (out / name).is_file()]
+    if not present or not (out / KERAS_NAME).is_file():
+        return []
+    try:
+        model = keras.models.load_model(out / KERAS_NAME)
+    except Exception:  # reported by _check_published_model
+        return []
+    checks = {ROBUSTNESS_FILE: check_robustness, CALIBRATION_FILE: check_calibration}
+    return [problem for name in present for problem in checks[name](out / name, model, data)]
 
 
 def results_table(metrics: dict) -> str:

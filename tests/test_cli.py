@@ -312,13 +312,17 @@ def test_evaluate_prints_accuracy_and_confusion_and_writes_json(cli, tiny_run, m
     assert lines[0] == (
         f"test accuracy {accuracy}% ({errors} errors of 10000), loss {metrics['test_loss']:.4f}"
     )
-    confusion = _confusion_from_table(lines[1:12])
+    confusion = _confusion_from_table(lines[2:13])
     assert confusion.shape == (10, 10)
     np.testing.assert_array_equal(confusion.sum(axis=1), np.bincount(mnist.y_test, minlength=10))
     assert np.trace(confusion) == 10_000 - errors
-    assert lines[12] == f"wrote {report_path}"
+    assert lines[13] == f"wrote {report_path}"
 
     report = EvalReport.from_json(report_path)
+    assert lines[1] == (
+        f"calibration: ECE {report.ece:.4%} (15 bins), NLL {report.nll:.4f}, "
+        f"Brier {report.brier:.4f}, mean confidence {report.mean_confidence:.4f}"
+    )
     assert report.accuracy == metrics["test_accuracy"]
     np.testing.assert_array_equal(report.confusion, confusion)
 
