@@ -573,6 +573,26 @@ def _print_reproduce_summary(metrics: dict[str, Any]) -> None:
         print(f"target {name} >= {target['target']:.2%}: {verdict} ({target['value']:.3%})")
 
 
+def _print_trust_summary(out: Path) -> None:
+    """One line each for the robustness and calibration files, when `out` holds them."""
+    from ._io import read_json
+
+    if (out / "robustness.json").is_file():
+        model = read_json(out / "robustness.json")["model"]
+        worst = model["worst"]
+        print(
+            f"robustness over {len(model['accuracy'])} corruptions: mean accuracy "
+            f"{model['mean_accuracy']:.4f}, worst {worst} {model['accuracy'][worst]:.4f}"
+        )
+    if (out / "calibration.json").is_file():
+        calibration = read_json(out / "calibration.json")
+        before, after = (calibration["test"][k]["ece"] for k in ("uncalibrated", "calibrated"))
+        print(
+            f"calibration: test ECE {before:.2%}, {after:.2%} after temperature scaling "
+            f"(T = {calibration['temperature']:.3f}, fitted on the holdout)"
+        )
+
+
 class _RunClock:
     """Time left in `reproduce`, from the epochs timed so far in this process: each model's
     mean seconds per epoch times the epochs still to train (runs recorded earlier cost 0)."""
@@ -640,6 +660,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         for line in CHECKS:
             print(f"  - {line}")
         _print_reproduce_summary(metrics)
+        _print_trust_summary(out)
         print("results verified")
     else:
         print(

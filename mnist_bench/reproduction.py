@@ -485,6 +485,10 @@ CHECKS = (
     "the mean, sd, min and max over the seeds and the targets recomputed from runs/*.json",
     "the ensemble's accuracy recomputed from the stored test-set probabilities/*.npy",
     "config.json is the published run's config; every file reproduce writes is present",
+    "robustness.json and calibration.json (when present) are of the published model (weights "
+    "digest), their summaries follow from their per-corruption and per-bin numbers, the first "
+    "corrupted test digits are re-measured exactly, and the calibrated model is loaded with "
+    "plain Keras and its test calibration re-measured exactly",
 )
 
 

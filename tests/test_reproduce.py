@@ -469,3 +469,15 @@ def test_readme_results_table_matches_the_published_metrics():
     assert table == results_table(metrics), (
         "README.md is stale: run `mnist-bench reproduce --check --readme README.md`"
     )
+
+
+def test_check_summary_quotes_the_committed_robustness_and_calibration(capsys):
+    root = Path(__file__).resolve().parents[1] / "results"
+    cli._print_trust_summary(root)
+    robustness = json.loads((root / "robustness.json").read_text())["model"]
+    calibration = json.loads((root / "calibration.json").read_text())
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("robustness over 15 corruptions: mean accuracy ")
+    assert f"{robustness['mean_accuracy']:.4f}" in lines[0] and robustness["worst"] in lines[0]
+    assert lines[1].startswith("calibration: test ECE ")
+    assert f"T = {calibration['temperature']:.3f}" in lines[1]
