@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,10 +29,6 @@ from .data import MnistData, load_mnist
 
 if TYPE_CHECKING:
     from .data import FileReport
-
-# TensorFlow's C++ logging (oneDNN notices, CPU feature lines) goes to stderr at import and
-# would pollute every command's output; silence it before anything imports TensorFlow.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 DATA_ENV = "MNIST_BENCH_DATA"
@@ -109,43 +103,14 @@ def _add_data_parser(sub: argparse._SubParsersAction) -> None:
 
 # -- TensorFlow start-up ------------------------------------------------------------------
 
-# Lines TensorFlow's C++ runtime writes straight to file descriptor 2 while it starts, before
-# (and regardless of) TF_CPP_MIN_LOG_LEVEL: CUDA stubs on a CPU-only machine, oneDNN and CPU
-# feature notices. They are noise to a user and break exact comparisons of CLI output.
-_TF_NOISE = re.compile(
-    r"absl::InitializeLog|cudart_stub|cuda_platform|cuda_executor|cuInit|cpu_feature_guard"
-    r"|oneDNN custom operations|computation placer|Unable to register cu(DNN|FFT|BLAS) factory"
-    r"|TensorFlow binary is optimized|rebuild TensorFlow with the appropriate compiler flags"
-)
-
 
 def _start_tensorflow() -> None:
-    """Import TensorFlow and initialise its devices with its start-up chatter filtered out.
+    """Import TensorFlow with its start-up chatter filtered out (`_tfenv.start_tensorflow`);
+    lines that are not known noise still reach stderr."""
+    from ._tfenv import start_tensorflow
 
-    File descriptor 2 is pointed at a temporary file meanwhile; afterwards every captured line
-    that is not known noise is written back to stderr, so real errors still reach the user.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()  # device initialisation prints too
-            # Keras warns through absl on every HDF5 save, but the seed's .h5 file is intended.
-            import absl.logging
-
-            absl.logging.set_verbosity(absl.logging.ERROR)
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            for line in capture.read().decode(errors="replace").splitlines():
-                if line.strip() and not _TF_NOISE.search(line):
-                    print(line, file=sys.stderr)
+    for line in start_tensorflow():
+        print(line, file=sys.stderr)
 
 
 # -- train --------------------------------------------------------------------------------
