@@ -14,6 +14,7 @@ when TensorFlow sees no GPU. Nothing here asserts a time: a loaded machine is sl
 
 import contextlib
 import copy
+import dataclasses
 import io
 import json
 import math
@@ -534,3 +535,41 @@ def test_cli_bench_report_rewrites_only_the_readme_section(tmp_path: Path) -> No
     with contextlib.redirect_stderr(err):
         assert cli.main(["bench", "--report"]) == 2
     assert "--report needs --readme" in err.getvalue()
+
+
+# -- the GPU machine's command, in its quick mode on this CPU ------------------------------
+
+
+def test_gpu_suite_quick_runs_on_a_cpu_and_writes_one_file(
+    quick_run: BenchRun,
+    mnist: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """`mnist-bench bench --suite gpu --quick`: every step but the benchmark runs for real
+    (the benchmark is the quick run's, replayed: measuring it again would double this file's
+    time). CI runs this, so the GPU command cannot rot on machines without a GPU."""
+    small = dataclasses.replace(mnist, x_test=mnist.x_test[:1000], y_test=mnist.y_test[:1000])
+    monkeypatch.setattr(cli, "_load_data", lambda explicit: small)
+    monkeypatch.setattr(bench.gpu, "run_benchmarks", lambda **kw: copy.deepcopy(quick_run.result))
+    argv = ["bench", "--suite", "gpu", "--quick", "--no-gpu-tests", "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    [written] = tmp_path.iterdir()
+    assert out.endswith(f"wrote {written}\n") and written.name.endswith("-quick.json")
+    result = json.loads(written.read_text())
+    suite = result["gpu_suite"]
+    assert result["suite"] == "gpu" and result["provenance"]["machine_fingerprint"]
+    assert suite["tensorflow_devices"]["tensorflow"] == tf.__version__
+    assert suite["determinism"]["same_digest"] is True
+    assert len(set(suite["determinism"]["digests"])) == 1
+    run = suite["reference_run"]
+    assert run["config"]["epochs"] == 1 and 0 < run["test_accuracy"] <= 1
+    assert set(run["time_to_accuracy"]) == {"0.990", "0.995", "0.997"}
+    rows = {b["name"]: b for b in result["benchmarks"]}
+    for precision in ("float32", "mixed_bfloat16"):  # the variant is a row of its own
+        assert rows[f"train/reference/mnist_bench@{precision}"]["precision"] == precision
+    assert "train/reference/mnist_bench" in rows  # the float32 reference row stays
+    assert result["ratios"]["train_mixed_bfloat16_vs_float32/reference"] > 0
+    assert "same seed, same digest twice: True" in out and "time to accuracy" in out
