@@ -486,16 +486,32 @@ def _comparable(metrics: dict) -> dict:
     }
 
 
+# Plan order: seed 0, the seed model, seeds 1, 2, ...; shard k of 2 takes every 2nd from k.
+SHARDED = {
+    2: {1: ["reference-seed0", "reference-seed1"], 2: ["seed-seed0"]},
+    4: {
+        1: ["reference-seed0", "reference-seed1", "reference-seed3"],
+        2: ["reference-seed2", "seed-seed0"],
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "n_seeds",
+    # Two seeds: the whole run is the module's own, so only the shards train (fast tier).
+    # Four (two shards of two seeds each, issue 14's case): two more runs, the slow tier.
+    [2, pytest.param(4, marks=pytest.mark.slow)],
+)
 def test_two_shards_merge_into_the_results_of_one_run(
-    repro, run_cli, small_data, small_plot_grids, tmp_path
+    n_seeds, repro, run_cli, small_data, small_plot_grids, tmp_path
 ):
-    smoke = ["--seeds", "4", "--epochs", "1", "--train-subset", "256"]
-    # One run of four seeds: the module's two, recorded, plus seeds 2 and 3 trained here.
-    whole = Path(shutil.copytree(repro.out, tmp_path / "whole"))
-    code, _, err = run_cli("reproduce", *smoke, "--out", whole, "--runs-dir", tmp_path / "r")
-    assert code == 0, err
-    # Two shards, each into its own folder as a job array's tasks on two machines would:
-    # the plan is seed 0, the seed model, seeds 1, 2, 3; shard k takes every 2nd from k.
+    smoke = ["--seeds", str(n_seeds), "--epochs", "1", "--train-subset", "256"]
+    whole = repro.out
+    if n_seeds > len(SEEDS):  # the module's seeds are recorded: only the others train
+        whole = Path(shutil.copytree(repro.out, tmp_path / "whole"))
+        code, _, err = run_cli("reproduce", *smoke, "--out", whole, "--runs-dir", tmp_path / "r")
+        assert code == 0, err
+    # Two shards, each into its own folder, as a job array's tasks on two machines would.
     trained = {}
     for k in (1, 2):
         out = tmp_path / f"shard{k}"
@@ -504,11 +520,9 @@ def test_two_shards_merge_into_the_results_of_one_run(
         )
         assert code == 0, err
         trained[k] = sorted(p.stem for p in (out / "runs").glob("*.json"))
-    assert trained == {
-        1: ["reference-seed0", "reference-seed1", "reference-seed3"],
-        2: ["reference-seed2", "seed-seed0"],
-    }
+    assert trained == SHARDED[n_seeds]
     assert not (tmp_path / "shard2" / "metrics.json").exists()  # no published seed there
+    assert "merge the shards with --merge" in stdout
     merged = tmp_path / "merged"
     code, stdout, err = run_cli(
         "reproduce", *smoke, "--merge", tmp_path / "shard1", tmp_path / "shard2", "--out", merged
@@ -516,7 +530,7 @@ def test_two_shards_merge_into_the_results_of_one_run(
     assert code == 0, err
     assert "merged 2 shard folder(s)" in stdout
     metrics = json.loads((merged / "metrics.json").read_text())
-    assert metrics["complete"] and metrics["summary"]["n"] == 4
+    assert metrics["complete"] and metrics["summary"]["n"] == n_seeds
     assert _comparable(metrics) == _comparable(json.loads((whole / "metrics.json").read_text()))
     assert check_results(merged, data=small_data) == []
 

@@ -149,7 +149,9 @@ def performance_section(benchmarks: Sequence[dict[str, Any]], metrics: dict | No
         lines += [
             "",
             f"**{result['device']}**: {format_peak(result['peak'])}; TensorFlow "
-            f"{prov['tensorflow']}, op determinism {'on' if result['op_determinism'] else 'off'}.",
+            f"{prov['tensorflow']}, {_onednn_text(prov)}; rows without a determinism suffix "
+            f"{_determinism_text(result)}.",
+            *_gpu_suite_lines(result),
             "",
             "| benchmark | images/s | p50 ms | GFLOP/s | of peak | MFLOP/image |",
             "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -172,6 +174,41 @@ def performance_section(benchmarks: Sequence[dict[str, Any]], metrics: dict | No
         lines += ["", "No benchmark file is published in `results/benchmarks/` yet."]
     lines += ["", *_time_to_accuracy_lines(metrics)]
     return "\n".join(lines)
+
+
+def _onednn_text(prov: dict[str, Any]) -> str:
+    onednn = prov.get("onednn")
+    if not onednn:
+        return "oneDNN setting not recorded (TensorFlow's default for the CPU)"
+    state = {True: "on", False: "off", None: "unknown"}[onednn.get("enabled")]
+    return f"oneDNN {state} in the main process ({onednn.get('set_by') or 'not recorded'})"
+
+
+def _determinism_text(result: dict[str, Any]) -> str:
+    if any(b["name"].endswith("+determinism") for b in result["benchmarks"]):  # older files
+        return f"ran with op determinism {'on' if result['op_determinism'] else 'off'}"
+    return "ran with op determinism on, as `train` runs"
+
+
+def _gpu_suite_lines(result: dict[str, Any]) -> list[str]:
+    """The GPU command's checks (`gpu.run_gpu_suite`): determinism and the reference run."""
+    suite = result.get("gpu_suite")
+    if not suite:
+        return []
+    det, run = suite["determinism"], suite["reference_run"]
+    tta = ", ".join(
+        f"{100 * float(m):.1f}% "
+        + ("not reached" if v["seconds"] is None else f"{v['seconds']:.0f} s (epoch {v['epoch']})")
+        for m, v in run["time_to_accuracy"].items()
+    )
+    return [
+        "",
+        f"`mnist-bench bench --suite gpu`: same seed, same digest twice on the device: "
+        f"{'yes' if det['same_digest'] else '**no**'}; reference recipe, "
+        f"{run['config']['epochs']} epochs: {run['wall_seconds']:.0f} s, test accuracy "
+        f"{run['test_accuracy']:.2%}; time to accuracy: {tta}; whole command "
+        f"{suite['wall_seconds'] / 60:.1f} min.",
+    ]
 
 
 def _profile_lines(profile: dict[str, Any]) -> list[str]:
