@@ -127,10 +127,12 @@ def start_tensorflow() -> list[str]:
             import tensorflow as tf
 
             tf.config.list_physical_devices()  # device initialisation prints too
-            # Keras warns through absl on every HDF5 save, but the seed's .h5 file is intended.
+            # Keras warns through absl on every HDF5 save, but the seed's .h5 file is intended;
+            # TensorFlow's Python logger warns of retracing whenever a new model trains.
             import absl.logging
 
             absl.logging.set_verbosity(absl.logging.ERROR)
+            tf.get_logger().setLevel("ERROR")
         finally:
             os.dup2(saved, 2)
             os.close(saved)

@@ -569,7 +569,7 @@ def test_gpu_suite_quick_runs_on_a_cpu_and_writes_one_file(
     assert set(run["time_to_accuracy"]) == {"0.990", "0.995", "0.997"}
     rows = {b["name"]: b for b in result["benchmarks"]}
     for precision in ("float32", "mixed_bfloat16"):  # the variant is a row of its own
-        assert rows[f"train/reference/mnist_bench@{precision}"]["precision"] == precision
-    assert "train/reference/mnist_bench" in rows  # the float32 reference row stays
-    assert result["ratios"]["train_mixed_bfloat16_vs_float32/reference"] > 0
+        assert rows[f"train/seed/mnist_bench@{precision}"]["precision"] == precision
+    assert rows["train/seed/mnist_bench"]["precision"] == "float32"  # the recipe's row stays
+    assert result["ratios"]["train_mixed_bfloat16_vs_float32/seed"] > 0
     assert "same seed, same digest twice: True" in out and "time to accuracy" in out
