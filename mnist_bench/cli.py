@@ -616,6 +616,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             print(bench.TABLE_HEADER, flush=True)
         elif kind == "profile":
             print(bench.format_profile(record), flush=True)
+        elif kind == "peak_final":
+            start, end = record["calibrated_gflops"]
+            print(f"peak calibrated again: {end:.1f} GFLOP/s (first {start:.1f}); the "
+                  f"fractions written use {record['peak_gflops']:.1f}", flush=True)  # fmt: skip
         else:
             print(bench.format_row(record), flush=True)
 

@@ -307,8 +307,14 @@ def test_write_benchmarks_writes_json_atomically(quick_run: BenchRun, tmp_path: 
 def test_cli_bench_quick_prints_device_peak_table_ratios(quick_run: BenchRun) -> None:
     assert quick_run.code == 0, quick_run.err
     result, out = quick_run.result, quick_run.out
-    assert out.startswith(f"device: {result['device']}\n{bench.format_peak(result['peak'])}\n")
-    assert bench.format_table(result) in out
+    first, again = result["peak"]["calibrated_gflops"]
+    assert out.startswith(f"device: {result['device']}\npeak {first:.1f} GFLOP/s float32 (")
+    assert result["peak"]["peak_gflops"] == max(first, again)
+    # the live table: one row per record as measured (its fractions from the first peak)
+    assert bench.TABLE_HEADER in out
+    for record in result["benchmarks"]:
+        assert f"\n{record['name']:<40} {record['images_per_s']:>10,.0f} " in out
+    assert f"peak calibrated again: {again:.1f} GFLOP/s" in out
     assert bench.format_ratios(result) in out
     written = quick_run.out_dir / f"{bench.device_slug(result['device'])}-quick.json"
     assert out.endswith(f"wrote {written}\n")

@@ -251,6 +251,21 @@ def _measure_group(
     return [entry(w, t, peak_gflops=peak_gflops) for w, t in zip(workloads, timings, strict=True)]
 
 
+def _recalibrated(
+    peak: dict[str, Any], sizes: Sizes, device: str | None, records: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The peak calibrated again after the suite; the higher of the two counts, and every
+    record's ``peak_fraction`` is recomputed from it. On a shared machine one calibration
+    can fall in a busy minute and understate the peak (fractions above 1 were seen)."""
+    again = matmul_peak(sizes.matmul_n, repeats=sizes.matmul_repeats, device=device)
+    best = max(peak, again, key=lambda p: p["peak_gflops"])
+    best = {**best, "calibrated_gflops": [peak["peak_gflops"], again["peak_gflops"]]}
+    for record in records:
+        if record["gflops"] is not None:
+            record["peak_fraction"] = record["gflops"] / best["peak_gflops"]
+    return best
+
+
 def run_benchmarks(
     *,
     data_dir: str | Path | None = None,
@@ -277,12 +292,15 @@ def run_benchmarks(
     progress : callable, optional
         Called as ``progress("peak", peak)`` after calibration, then as
         ``progress("benchmark", record)`` when each record is done (for a live table), then
-        as ``progress("profile", profile)``.
+        as ``progress("profile", profile)``, and as ``progress("peak_final", peak)`` once the
+        peak is calibrated again (`_recalibrated`: the fractions in the result use the
+        higher of the two).
 
     Returns
     -------
     dict
-        ``device``, ``provenance``, ``peak`` (`matmul_peak`), ``benchmarks`` (`entry` records,
+        ``device``, ``provenance``, ``peak`` (`matmul_peak`, the higher of two calibrations,
+        before and after, with both in ``calibrated_gflops``), ``benchmarks`` (`entry` records,
         in order), ``ratios`` (`ratios`), ``quick``, ``sizes`` (`Sizes` as a dict) and
         ``op_determinism`` (whether TensorFlow op determinism was on: it is process-wide)
         and ``profile`` (`profile_training` of `Sizes.profile_model`: time per op type).
@@ -303,6 +321,8 @@ def run_benchmarks(
         device=device,
     )  # fmt: skip
     notify("profile", profile)
+    peak = _recalibrated(peak, sizes, device, records)
+    notify("peak_final", peak)
     return {
         "profile": profile,
         "device": device_name(device),
