@@ -97,15 +97,20 @@ def reference_run(config: TrainConfig, data: MnistData) -> dict[str, Any]:
 
 
 def precision_rows(
-    data: MnistData, *, steps: int, repeats: int, peak_gflops: float | None
+    data: MnistData,
+    *,
+    model: str = "reference",
+    steps: int,
+    repeats: int,
+    peak_gflops: float | None,
 ) -> list[dict[str, Any]]:
-    """The reference recipe's training slice in float32 and in `MIXED_PRECISION`, each its
-    own row (``train/reference/mnist_bench@<precision>``), timed together in turns. The
-    mixed row is a variant beside the float32 reference, never a replacement for it."""
+    """`model`'s recipe's training slice in float32 and in `MIXED_PRECISION`, each its own
+    row (``train/<model>/mnist_bench@<precision>``), timed together in turns. The mixed row
+    is a variant beside the float32 reference, never a replacement for it."""
     makers = [
         partial(
             train_workload,
-            "reference",
+            model,
             steps=steps,
             pipeline="mnist_bench",
             images=data.x_train,
