@@ -7,7 +7,10 @@ AVX-512 VNNI/BF16 or AMX; on an AVX2 CPU (AMD Zen 3, most laptops) it runs its E
 ``TF_ENABLE_ONEDNN_OPTS=1`` on every x86 CPU, and ``TF_CPP_MIN_LOG_LEVEL=2`` (warnings and
 info off), unless the user set them. It runs when `mnist_bench` is imported, i.e. before any
 of its modules imports TensorFlow; the CLI, the tests' conftest and the notebook import
-`mnist_bench` first.
+`mnist_bench` first. (``TF_CPP_MIN_LOG_LEVEL`` set in-process does not silence the lines
+TensorFlow's C++ runtime writes while it loads, measured with TensorFlow 2.21; only a value
+set before Python starts does. `start_tensorflow` filters them: the CLI and the tests' and
+notebooks' conftest import TensorFlow through it.)
 
 Opt out with ``MNIST_BENCH_ONEDNN=0`` (TensorFlow's own default then applies) or choose
 directly with ``TF_ENABLE_ONEDNN_OPTS=0``/``1``, which is always respected. This module is the

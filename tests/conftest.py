@@ -42,9 +42,11 @@ def _write_idx(path: str | os.PathLike, data: np.ndarray | bytes, *, gz: bool = 
     return path
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
+def pytest_configure(config: pytest.Config) -> None:
     """Import TensorFlow once with its C++ start-up lines (CUDA stubs, cuInit on a CPU
-    machine) filtered out of the test output; anything else it writes still shows."""
+    machine) filtered out of the test output; anything else it writes still shows.
+    TF_CPP_MIN_LOG_LEVEL set in-process does not silence them (only one set before Python
+    starts does), hence the filter."""
     for line in start_tensorflow():
         print(line, file=sys.stderr)
 
