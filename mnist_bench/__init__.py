@@ -12,6 +12,8 @@ The public API, by concern (data flows top to bottom)::
     machine_fingerprint                                                  # provenance
     export_model, load_predictor                                         # export (LiteRT)
 
+Importing the package turns TensorFlow's oneDNN kernels on for every x86 CPU before
+TensorFlow is imported (opt out with ``MNIST_BENCH_ONEDNN=0`` or ``TF_ENABLE_ONEDNN_OPTS=0``).
 Names are imported lazily (PEP 562), so ``from mnist_bench import load_mnist`` does not pay
 for importing TensorFlow; only the model, training and evaluation names do.
 """
@@ -19,9 +21,18 @@ for importing TensorFlow; only the model, training and evaluation names do.
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
+from . import _tfenv
+
 __version__ = "0.1.0"
+
+# Before any module of the package imports TensorFlow: oneDNN on every x86 CPU (an opt-out:
+# MNIST_BENCH_ONEDNN=0 or TF_ENABLE_ONEDNN_OPTS=0) and a quiet C++ start-up; see _tfenv.
+_TF_MESSAGE = _tfenv.configure()
+if _TF_MESSAGE is not None:
+    warnings.warn(_TF_MESSAGE, RuntimeWarning, stacklevel=2)
 
 # public name -> module that defines it. Module names differ from the function names
 # (training.train, evaluation.evaluate): a submodule import sets a package attribute of the

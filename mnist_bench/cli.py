@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ import numpy as np
 
 from .config import (
     MODEL_CHOICES,
+    PRECISION_CHOICES,
     RECIPE_ALIASES,
     SCHEDULE_CHOICES,
     STRATEGY_CHOICES,
@@ -34,12 +34,9 @@ from .data import MnistData, load_mnist
 if TYPE_CHECKING:
     from .data import FileReport
 
-# TensorFlow's C++ logging (oneDNN notices, CPU feature lines) goes to stderr at import and
-# would pollute every command's output; silence it before anything imports TensorFlow.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 DATA_ENV = "MNIST_BENCH_DATA"
+DEFAULT_BENCH_OUT = "results/benchmarks"
 
 
 class CliError(Exception):
@@ -111,43 +108,14 @@ def _add_data_parser(sub: argparse._SubParsersAction) -> None:
 
 # -- TensorFlow start-up ------------------------------------------------------------------
 
-# Lines TensorFlow's C++ runtime writes straight to file descriptor 2 while it starts, before
-# (and regardless of) TF_CPP_MIN_LOG_LEVEL: CUDA stubs on a CPU-only machine, oneDNN and CPU
-# feature notices. They are noise to a user and break exact comparisons of CLI output.
-_TF_NOISE = re.compile(
-    r"absl::InitializeLog|cudart_stub|cuda_platform|cuda_executor|cuInit|cpu_feature_guard"
-    r"|oneDNN custom operations|computation placer|Unable to register cu(DNN|FFT|BLAS) factory"
-    r"|TensorFlow binary is optimized|rebuild TensorFlow with the appropriate compiler flags"
-)
-
 
 def _start_tensorflow() -> None:
-    """Import TensorFlow and initialise its devices with its start-up chatter filtered out.
+    """Import TensorFlow with its start-up chatter filtered out (`_tfenv.start_tensorflow`);
+    lines that are not known noise still reach stderr."""
+    from ._tfenv import start_tensorflow
 
-    File descriptor 2 is pointed at a temporary file meanwhile; afterwards every captured line
-    that is not known noise is written back to stderr, so real errors still reach the user.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()  # device initialisation prints too
-            # Keras warns through absl on every HDF5 save, but the seed's .h5 file is intended.
-            import absl.logging
-
-            absl.logging.set_verbosity(absl.logging.ERROR)
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            for line in capture.read().decode(errors="replace").splitlines():
-                if line.strip() and not _TF_NOISE.search(line):
-                    print(line, file=sys.stderr)
+    for line in start_tensorflow():
+        print(line, file=sys.stderr)
 
 
 # -- train --------------------------------------------------------------------------------
@@ -248,6 +216,7 @@ _TRAIN_FLAGS = {
     "train_subset": "train_subset",
     "deterministic": "deterministic",
     "strategy": "strategy",
+    "precision": "precision",
 }
 
 
@@ -457,6 +426,13 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         help="'mirrored': data-parallel over every GPU (or logical CPU device), the batch "
         "split between them (default: one device)",
     )
+    p.add_argument(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        default=None,
+        help="mixed_bfloat16/mixed_float16: bf16/fp16 compute, float32 weights and softmax, "
+        "for GPUs; a variant, never the published recipe (default: float32)",
+    )
     p.set_defaults(func=_cmd_train)
 
 
@@ -631,6 +607,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         METRICS_FILE,
         check_readme,
         check_results,
+        merge_results,
+        parse_shard,
         reproduce,
         update_readme,
     )
@@ -647,8 +625,19 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         seed_config = TrainConfig.recipe("seed", **smoke)
         print(f"reference runs: {_config_line(config)}", flush=True)
         print(f"notebook run: {_config_line(seed_config)}", flush=True)
+    shard = parse_shard(args.shard) if args.shard is not None else None
+    if args.check and (shard is not None or args.merge):
+        raise CliError("--check verifies a results folder: not with --shard or --merge")
     data = _load_data(args.data)
-    if args.check:
+    if args.merge:
+        metrics = merge_results(
+            args.merge, out, seeds=args.seeds, data=data, config=config, seed_config=seed_config
+        )
+        if not metrics:
+            raise CliError(f"no shard in {', '.join(args.merge)} holds the published seed's run")
+        _print_reproduce_summary(metrics)
+        print(f"merged {len(args.merge)} shard folder(s) into {out}/")
+    elif args.check:
         problems = check_results(out, data=data)
         for problem in problems:
             print(problem)
@@ -665,7 +654,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     else:
         print(
             f"reference seeds 0..{args.seeds - 1} (published: seed 0, fixed before training) "
-            f"and the seed model, seed 0: runs in {args.runs_dir}/, results into {out}/",
+            f"and the notebook's model, seed 0: runs in {args.runs_dir}/, results into {out}/"
+            + (f"; shard {shard[0]}/{shard[1]}: every {shard[1]}th run" if shard else ""),
             flush=True,
         )
         clock = _RunClock({"reference": config.epochs, "seed": seed_config.epochs})
@@ -674,7 +664,9 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             if recorded:
                 print(f"run {k} of {n}: {run}: already recorded in {out}/, not retrained")
                 return
-            print(f"run {k} of {n}: {run}, {clock.start(run, n - k)}", flush=True)
+            # The later runs of the plan that are this shard's (0-based plan indices k..n-1).
+            later = [j for j in range(k, n) if shard is None or j % shard[1] == shard[0] - 1]
+            print(f"run {k} of {n}: {run}, {clock.start(run, len(later))}", flush=True)
             print(_EPOCH_HEADER, flush=True)
 
         def progress(run: str, row: dict[str, float]) -> None:
@@ -688,12 +680,16 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             runs_dir=args.runs_dir,
             config=config,
             seed_config=seed_config,
+            shard=shard,
             progress=progress,
             on_run=on_run,
         )
-        _print_reproduce_summary(metrics)
+        if metrics:
+            _print_reproduce_summary(metrics)
+        else:  # a shard without the published seed: nothing to summarise yet
+            print(f"recorded this shard's runs in {out}/; merge the shards with --merge")
         print(f"wrote {out}/")
-    if args.readme:
+    if args.readme and metrics:
         changed = update_readme(args.readme, metrics)
         _print_readme_update(args.readme, "results table", changed)
     return EXIT_OK
@@ -732,10 +728,36 @@ def _add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="smoke runs only: train on the first N images (default: all)",
     )
+    p.add_argument(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="train only runs K, K+N, K+2N, ... of the plan (1-based; a job array runs one "
+        "shard per task, e.g. --shard $SLURM_ARRAY_TASK_ID/4 with --array=1-4; "
+        "one GPU each: CUDA_VISIBLE_DEVICES=i) (default: every run)",
+    )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="no training: gather the runs the shards recorded in these --out folders into "
+        "--out and write its metrics.json; same --seeds (and smoke flags) as the shards",
+    )
     p.set_defaults(func=_cmd_reproduce)
 
 
 # -- bench --------------------------------------------------------------------------------
+
+
+def _bench_out(args: argparse.Namespace) -> Path | None:
+    """Where `bench` writes: --out; by default results/benchmarks for a full run and nothing
+    for a quick one (a smoke run leaves the work tree as it was)."""
+    if args.no_write:
+        return None
+    if args.out is not None:
+        return Path(args.out)
+    return None if args.quick else Path(DEFAULT_BENCH_OUT)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -744,6 +766,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.report:  # render only
         return _bench_readme(bench, args)
+    if args.suite == "gpu":
+        return _cmd_bench_gpu(bench, args)
 
     def show(kind: str, record: dict[str, Any]) -> None:  # a live table, one row per result
         if kind == "peak":
@@ -752,15 +776,53 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             print(bench.TABLE_HEADER, flush=True)
         elif kind == "profile":
             print(bench.format_profile(record), flush=True)
+        elif kind == "peak_final":
+            start, end = record["calibrated_gflops"]
+            print(f"peak calibrated again: {end:.1f} GFLOP/s (first {start:.1f}); the "
+                  f"fractions written use {record['peak_gflops']:.1f}", flush=True)  # fmt: skip
         else:
             print(bench.format_row(record), flush=True)
 
     data_dir = _data_dir_from_env(args.data)
     result = bench.run_benchmarks(data_dir=data_dir, quick=args.quick, progress=show)
     print(bench.format_ratios(result))
-    if not args.no_write:
-        print(f"wrote {bench.write_benchmarks(result, args.out)}")
+    out = _bench_out(args)
+    if out is not None:
+        print(f"wrote {bench.write_benchmarks(result, out)}")
     return _bench_readme(bench, args)
+
+
+def _cmd_bench_gpu(bench: Any, args: argparse.Namespace) -> int:
+    """`bench --suite gpu`: devices, the gpu-marked tests, determinism, the 30-epoch
+    reference with time to accuracy, the benchmark, one file (see `bench.gpu`)."""
+    import subprocess
+
+    out = _bench_out(args)
+    if args.quick and out is None and not args.no_write:
+        out = Path(tempfile.mkdtemp(prefix="mnist-bench-gpu-quick-"))
+    tests = Path(__file__).resolve().parents[1] / "tests"
+    if args.gpu_tests and tests.is_dir():
+        print(f"gpu-marked tests: pytest -m gpu {tests}", flush=True)
+        argv = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider"]
+        code = subprocess.run([*argv, str(tests)], check=False).returncode
+        if code not in (0, 5):  # 5: none collected
+            _err(f"the gpu-marked tests failed (pytest exit {code})")
+            return EXIT_CHECK_FAILED
+    data = _load_data(args.data)
+    result = bench.gpu.run_gpu_suite(
+        data=data,
+        data_dir=_data_dir_from_env(args.data),
+        quick=args.quick,
+        progress=lambda line: print(line, flush=True),
+    )
+    print(bench.format_table(result))
+    print(bench.format_ratios(result))
+    if out is not None:
+        print(f"wrote {bench.write_benchmarks(result, out)}")
+    if not result["gpu_suite"]["determinism"]["same_digest"]:
+        _err("training twice with the same seed gave different weights on this device")
+        return EXIT_CHECK_FAILED
+    return EXIT_OK
 
 
 def _bench_readme(bench: Any, args: argparse.Namespace) -> int:
@@ -769,7 +831,8 @@ def _bench_readme(bench: Any, args: argparse.Namespace) -> int:
             print("mnist-bench bench: --report needs --readme FILE", file=sys.stderr)
             return EXIT_BAD_INPUT
         return EXIT_OK
-    results = Path(args.out).parent  # results/benchmarks -> results (metrics.json)
+    out = Path(args.out if args.out is not None else DEFAULT_BENCH_OUT)
+    results = out.parent  # results/benchmarks -> results (metrics.json)
     try:
         changed = bench.update_readme_performance(args.readme, results)
     except ValueError as exc:
@@ -784,23 +847,42 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
         "bench",
         help="measure training/inference throughput against this machine's matmul peak",
         description="Calibrate the dense float32 peak, then time training (plain model.fit and "
-        "the package's pipeline), batched and single-image inference (model.predict and "
+        "the package's pipeline, op determinism on and off, and on a CPU oneDNN on and off, "
+        "each in its own process), batched and single-image inference (model.predict and "
         "mnist_bench.predict), preprocessing and loading. Prints the device and peak, a table "
-        "(images/s, GFLOP/s, fraction of peak, FLOPs/image) and the speed-ups over plain Keras, "
-        "then writes <out>/<device>.json. Never asserts a time. A few minutes on 2 CPU cores.",
+        "(images/s, GFLOP/s, fraction of peak, FLOPs/image) and the speed-ups, then writes "
+        "<out>/<device>.json. Never asserts a time. <= 5 minutes on 2 CPU cores. "
+        "--suite gpu: the one command for a GPU machine (devices, gpu-marked tests, "
+        "determinism on the device, the 30-epoch reference with time to accuracy, the "
+        "benchmark with a mixed-precision row); with --quick it runs on a CPU in about a minute.",
+    )
+    p.add_argument(
+        "--suite",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="cpu: the benchmark; gpu: the GPU machine's whole check (default: cpu)",
     )
     p.add_argument(
         "--quick",
         action="store_true",
-        help="every item tiny: a smoke run, figures are no results; written as "
-        "<device>-quick.json (default: off)",
+        help="every item tiny: a smoke run, figures are no results; writes nothing unless "
+        "--out is given, then <device>-quick.json (default: off)",
     )
     p.add_argument(
-        "--out", default="results/benchmarks", help="folder (default: results/benchmarks)"
+        "--out",
+        default=None,
+        help=f"folder (default: {DEFAULT_BENCH_OUT}; with --quick: write nothing, or with "
+        "--suite gpu a temporary folder)",
     )
     p.add_argument("--data", default=None, help=f"MNIST folder (default: ${DATA_ENV}, then cache)")
     p.add_argument(
         "--no-write", action="store_true", help="print only, write no JSON (default: write)"
+    )
+    p.add_argument(
+        "--no-gpu-tests",
+        dest="gpu_tests",
+        action="store_false",
+        help="--suite gpu: skip running the gpu-marked tests (default: run them)",
     )
     p.add_argument(
         "--readme",

@@ -27,6 +27,9 @@ MODEL_OPTIONS = {
 SCHEDULE_CHOICES = ("constant", "cosine")
 VALIDATION_CHOICES = ("test", "holdout")
 STRATEGY_CHOICES = ("default", "mirrored")
+# Keras dtype policies: float32, or bf16/fp16 compute with float32 weights (and a float32
+# softmax). The published recipes are float32; mixed precision is a variant for GPUs.
+PRECISION_CHOICES = ("float32", "mixed_bfloat16", "mixed_float16")
 N_TRAIN = 60_000  # images in the MNIST training file
 MAX_SEED = 2**32 - 1  # keras.utils.set_random_seed (NumPy's legacy seed) takes 0..2**32 - 1
 
@@ -74,6 +77,7 @@ class TrainConfig:
     # "default": one device. "mirrored": tf.distribute.MirroredStrategy over every GPU (or
     # every logical CPU device when there is no GPU), batch_size split evenly between them.
     strategy: str = "default"
+    precision: str = "float32"  # one of PRECISION_CHOICES; the output softmax stays float32
     extra: dict[str, Any] = field(default_factory=dict, compare=True)  # free-form notes
 
     def __post_init__(self) -> None:
@@ -82,6 +86,7 @@ class TrainConfig:
         _check_choice("lr_schedule", self.lr_schedule, SCHEDULE_CHOICES)
         _check_choice("validation", self.validation, VALIDATION_CHOICES)
         _check_choice("strategy", self.strategy, STRATEGY_CHOICES)
+        _check_choice("precision", self.precision, PRECISION_CHOICES)
         _check_int("seed", self.seed, low=0, high=MAX_SEED)
         _check_int("epochs", self.epochs, low=1)
         _check_int("batch_size", self.batch_size, low=1)

@@ -44,7 +44,7 @@ def build_seed() -> keras.Model:
             layers.Flatten(),  # (1600,)
             layers.Dense(128, activation="relu"),
             layers.Dropout(0.5),
-            layers.Dense(NUM_CLASSES, activation="softmax"),
+            layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32"),  # also when mixed
         ],
         name="seed",
     )
@@ -145,7 +145,7 @@ def build_reference(
             layers.BatchNormalization(),
             layers.ReLU(),
             layers.Dropout(dropout),
-            layers.Dense(NUM_CLASSES, activation="softmax"),
+            layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32"),  # also when mixed
         ],
         name="reference",
     )

@@ -1,9 +1,10 @@
-"""Where and with what a result was produced: versions, commit, CPU, GPU, threads.
+"""Where and with what a result was produced: versions, commit, CPU, GPU, threads, oneDNN.
 
 Every file in `results/` and every run's `metrics.json` carries this record. The
-`machine_fingerprint` names what makes float results bit-reproducible: oneDNN picks its
-kernels by CPU model, instruction set and thread count, so weights digests are compared only
-between runs with equal fingerprints (and equal TensorFlow versions).
+`machine_fingerprint` names what makes float results bit-reproducible: whether TensorFlow's
+oneDNN kernels run at all, and which ones they pick by CPU model, instruction set and thread
+count; so weights digests are compared only between runs whose fingerprints match
+(`fingerprints_match`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, _tfenv
 
+# Fingerprints recorded before the oneDNN field existed ran with TensorFlow 2.21's default:
+# oneDNN on exactly on x86 CPUs with one of these (AVX-512 VNNI/BF16, AMX).
+_ONEDNN_DEFAULT_ISA = ("avx512_vnni", "avx512_bf16", "amx_tile")
+_ONEDNN_FIELD = "onednn "
 # Instruction-set extensions that change which oneDNN kernels run, hence the float round-off.
 _ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "asimd")
 
@@ -52,9 +57,10 @@ def cpu_description() -> dict[str, Any]:
 
 
 def machine_fingerprint() -> str:
-    """A one-line identity of the floating-point environment: CPU, ISA, threads, TF version.
+    """A one-line identity of the floating-point environment: CPU, ISA, threads, GPUs, TF
+    version and whether oneDNN is on, e.g. ``"... | tf 2.21.0 | onednn on"``.
 
-    Two runs with equal fingerprints and equal configs produce bit-identical weights.
+    Two runs with matching fingerprints and equal configs produce bit-identical weights.
     """
     import tensorflow as tf
 
@@ -68,8 +74,27 @@ def machine_fingerprint() -> str:
             f"{cpu['affinity_cpus'] or cpu['logical_cpus']} cpus",
             f"gpu: {', '.join(gpus) or 'none'}",
             f"tf {tf.__version__}",
+            _ONEDNN_FIELD + {True: "on", False: "off", None: "unknown"}[_tfenv.onednn_enabled()],
         ]
     )
+
+
+def _with_onednn(fingerprint: str) -> str:
+    """`fingerprint` with its oneDNN field; one recorded before the field existed gets the
+    setting TensorFlow 2.21 chose by default from the ISA list in it."""
+    fields = fingerprint.split(" | ")
+    if fields[-1].startswith(_ONEDNN_FIELD):
+        return fingerprint
+    isa = fields[2].split(",") if len(fields) > 2 else []
+    on = any(flag in isa for flag in _ONEDNN_DEFAULT_ISA)
+    return f"{fingerprint} | {_ONEDNN_FIELD}{'on' if on else 'off'}"
+
+
+def fingerprints_match(recorded: str, current: str | None = None) -> bool:
+    """Whether a recorded `machine_fingerprint` names the same floating-point environment as
+    `current` (default: this process's). Fingerprints recorded before the oneDNN field
+    existed count with TensorFlow's default setting for their CPU."""
+    return _with_onednn(recorded) == _with_onednn(current or machine_fingerprint())
 
 
 def gpu_names() -> list[str]:
@@ -139,6 +164,11 @@ def provenance() -> dict[str, Any]:
             # 0 means "TensorFlow's default": one thread per logical CPU.
             "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
             "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+        },
+        "onednn": {
+            "enabled": _tfenv.onednn_enabled(),  # what TensorFlow runs, asked of TensorFlow
+            _tfenv.ONEDNN_ENV: os.environ.get(_tfenv.ONEDNN_ENV),
+            "set_by": _tfenv.onednn_source(),
         },
         "machine_fingerprint": machine_fingerprint(),
         "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -14,6 +14,12 @@ are in). A recorded run is never retrained, so a reproduction spread over severa
 (whose run folders are gone) resumes from what was committed. `results/` gets only what a
 reader needs: no checkpoints, no per-epoch models.
 
+Spread over machines: ``reproduce(..., shard=(k, n))`` trains only every n-th planned run
+starting at the k-th (1-based; a Slurm or Kubernetes job array runs one shard per task, each
+into its own out folder or one shared folder), and `merge_results` gathers the shards'
+recorded runs into one results folder and writes metrics.json, exactly as one call training
+every run would have.
+
 The published model is the run of the FIRST seed in the list, fixed before training. Picking
 the best of N seeds on the test set would publish the maximum of N noisy draws as if it were
 typical; the spread over seeds is published instead (mean, sd, min, max).
@@ -73,6 +79,25 @@ def _check_seeds(seeds: int | Sequence[int]) -> list[int]:
     if not out or len(set(out)) != len(out):
         raise ValueError(f"seeds must be a non-empty list of distinct seeds, got {out}")
     return out
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` (1 <= K <= N) as (K, N); raises ValueError naming the form otherwise."""
+    k, sep, n = text.partition("/")
+    try:
+        shard = (int(k), int(n))
+    except ValueError:
+        shard = (0, 0)
+    if not sep or not 1 <= shard[0] <= shard[1]:
+        raise ValueError(f"shard must be K/N with 1 <= K <= N, e.g. 1/4, got {text!r}")
+    return shard
+
+
+def _plan(seeds: list[int], config: TrainConfig, seed_config: TrainConfig) -> list[TrainConfig]:
+    """Every run, in order: the published seed first, then the seed notebook's model (cheap,
+    and the comparison readers look for), then the other seeds."""
+    reference = [config.replace(seed=s) for s in seeds]
+    return [reference[0], seed_config.replace(seed=0), *reference[1:]]
 
 
 def _time_to_accuracy(history: list[dict], config: TrainConfig) -> dict[str, Any]:
@@ -300,6 +325,7 @@ def reproduce(
     runs_dir: str | Path = "runs/reproduce",
     config: TrainConfig | None = None,
     seed_config: TrainConfig | None = None,
+    shard: tuple[int, int] | None = None,
     progress: Callable[[str, dict[str, float]], None] | None = None,
     on_run: Callable[[int, int, str, bool], None] | None = None,
 ) -> dict[str, Any]:
@@ -333,6 +359,9 @@ def reproduce(
     seed_config : TrainConfig, optional
         The seed notebook's recipe, trained faithfully with seed 0; default
         ``TrainConfig.recipe("seed")``.
+    shard : (int, int), optional
+        ``(k, n)``: train only the planned runs k, k+n, k+2n, ... (1-based, in the order
+        below) and record them; merge the shards' folders with `merge_results`. None: all.
     progress : callable, optional
         ``progress(run_name, row)`` after each trained epoch (`train`'s history row).
     on_run : callable, optional
@@ -362,27 +391,72 @@ def reproduce(
         - ``targets``: ``published``, ``mean`` (also ``min_seeds``, ``n``), ``ensemble``,
           each ``target``, ``value`` and ``met``;
         - ``provenance``: of this call.
+
+        Empty while the published seed's run is not recorded in `out_dir` (a shard without
+        it).
     """
     seed_list = _check_seeds(seeds)
     config = config if config is not None else TrainConfig.recipe("reference")
     seed_config = seed_config if seed_config is not None else TrainConfig.recipe("seed")
     out, runs = Path(out_dir), Path(runs_dir)
-    reference = [config.replace(seed=s) for s in seed_list]
-    # Order: the published seed first, then the seed notebook's model (cheap, and the
-    # comparison readers look for), then the other seeds.
-    plan = [reference[0], seed_config.replace(seed=0), *reference[1:]]
-    for k, cfg in enumerate(plan, start=1):
+    plan = _plan(seed_list, config, seed_config)
+    k, n = shard if shard is not None else (1, 1)
+    for index, cfg in enumerate(plan):
+        if index % n != k - 1:
+            continue  # another shard's run
         name = _run_name(cfg.model, cfg.seed)
         recorded = _recorded(out, name, cfg)
         if on_run is not None:
-            on_run(k, len(plan), name, recorded)
+            on_run(index + 1, len(plan), name, recorded)
         if recorded:
             continue  # recorded in results/ by an earlier call, perhaps in another session
         on_epoch = None if progress is None else (lambda row, n=name: progress(n, row))
         result = train(cfg, data, runs / name, progress=on_epoch)
-        _record_run(out, name, result, data, publish=cfg is reference[0])
+        _record_run(out, name, result, data, publish=index == 0)
         del result  # one model in memory at a time
         _write_metrics(out, seed_list, plan, data)
+    return _write_metrics(out, seed_list, plan, data)
+
+
+def merge_results(
+    shard_dirs: Sequence[str | Path],
+    out_dir: str | Path = "results",
+    *,
+    seeds: int | Sequence[int] = 5,
+    data: MnistData,
+    config: TrainConfig | None = None,
+    seed_config: TrainConfig | None = None,
+) -> dict[str, Any]:
+    """Gather the runs the shards of a ``reproduce(..., shard=...)`` recorded into `out_dir`
+    and write its metrics.json, as one `reproduce` of every run would have.
+
+    Copies each shard folder's ``runs/``, ``history/`` and ``probabilities/`` files byte for
+    byte (a run found in two shards must be byte-identical there), and the published model,
+    config and plots from the shard holding the first seed's run. `seeds`, `config` and
+    `seed_config` must be those the shards ran with: each recorded run is checked against
+    them. Returns what metrics.json holds (see `reproduce`); ``complete`` says whether every
+    planned run was found.
+    """
+    seed_list = _check_seeds(seeds)
+    config = config if config is not None else TrainConfig.recipe("reference")
+    seed_config = seed_config if seed_config is not None else TrainConfig.recipe("seed")
+    out = Path(out_dir)
+    plan = _plan(seed_list, config, seed_config)
+    names = [_run_name(cfg.model, cfg.seed) for cfg in plan]
+    for shard in map(Path, shard_dirs):
+        if not shard.is_dir():
+            raise ValueError(f"{shard}: no such shard folder")
+        for cfg, name in zip(plan, names, strict=True):
+            if shard.resolve() == out.resolve() or not _recorded(shard, name, cfg):
+                continue
+            for folder, ext in ((PROBS_DIR, "npy"), (HISTORY_DIR, "json"), (RUNS_DIR, "json")):
+                src, dst = shard / folder / f"{name}.{ext}", out / folder / f"{name}.{ext}"
+                if dst.exists() and dst.read_bytes() != src.read_bytes():
+                    raise ValueError(f"{src} differs from {dst}: two shards recorded {name}")
+                _copy_atomic(src, dst)  # runs/ last: it marks the run as recorded
+            if name == names[0]:  # the published run: its model, config and plots
+                for file in (H5_NAME, KERAS_NAME, CONFIG_FILE, *PLOT_FILES):
+                    _copy_atomic(shard / file, out / file)
     return _write_metrics(out, seed_list, plan, data)
 
 

@@ -321,6 +321,20 @@ def learning_rate(
     )
 
 
+@contextlib.contextmanager
+def dtype_policy(precision: str) -> Iterator[None]:
+    """Build layers under Keras' dtype policy `precision` (`TrainConfig.precision`), then
+    restore the previous one. Mixed policies compute in bf16/fp16 with float32 weights; the
+    models' softmax layer is float32 whatever the policy. Keras wraps the optimizer in a
+    `LossScaleOptimizer` at compile for ``mixed_float16``."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def compile_model(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> None:
     """Adam + categorical cross-entropy + accuracy: the seed's training setup."""
     model.compile(
@@ -629,7 +643,8 @@ def train(
     out = Path(out_dir) if out_dir is not None else None
     strategy = distribution_strategy(config.strategy)
     with strategy.scope():  # variables (model and optimizer) are created on every replica
-        model = build_model(config.model, **config.model_options)
+        with dtype_policy(config.precision):
+            model = build_model(config.model, **config.model_options)
         compile_model(model, config, steps_per_epoch=math.ceil(len(x_train) / config.batch_size))
         average = (
             WeightAverage(model, config.weight_averaging)

@@ -4,19 +4,19 @@ The real data comes from ``$MNIST_BENCH_DATA``, else ``../shared/mnist`` beside 
 (the offline test and CI machines hold it there); tests needing it are skipped otherwise.
 """
 
-import os
-
-# TensorFlow's C++ logging would flood the test output; set before anything imports it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import gzip
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+# First, before anything imports TensorFlow: importing the package sets TensorFlow's
+# import-time variables (oneDNN on every x86 CPU, C++ logging quiet; mnist_bench._tfenv).
 import mnist_bench
+from mnist_bench._tfenv import start_tensorflow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _SHARED_MNIST = REPO_ROOT.parent / "shared" / "mnist"
@@ -40,6 +40,15 @@ def _write_idx(path: str | os.PathLike, data: np.ndarray | bytes, *, gz: bool = 
     raw = data if isinstance(data, bytes) else _idx_bytes(data)
     path.write_bytes(gzip.compress(raw, compresslevel=1, mtime=0) if gz else raw)
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Import TensorFlow once with its C++ start-up lines (CUDA stubs, cuInit on a CPU
+    machine) filtered out of the test output; anything else it writes still shows.
+    TF_CPP_MIN_LOG_LEVEL set in-process does not silence them (only one set before Python
+    starts does), hence the filter."""
+    for line in start_tensorflow():
+        print(line, file=sys.stderr)
 
 
 # The helpers reach tests as session fixtures (safe inside hypothesis tests, which reject

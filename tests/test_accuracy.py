@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from mnist_bench import TrainConfig, evaluate, load_model, train, weights_digest
-from mnist_bench.provenance import machine_fingerprint
+from mnist_bench.provenance import fingerprints_match, machine_fingerprint
 from mnist_bench.reproduction import check_results
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -34,6 +34,9 @@ PUBLISHED_TARGET = 0.9970  # the project's claim: >= 99.70% final-epoch test acc
 # 0.0748; seed 1 gave 97.58%. The threshold leaves 0.5 points of margin for other CPUs and
 # TensorFlow versions, where the bits differ.
 SEED_1EP_THRESHOLD = 0.9730
+# Both pinned before the fingerprint named oneDNN: each holds TensorFlow's default for its CPU
+# (off on Zen 3, on on Zen 4; `fingerprints_match`). With oneDNN turned on by mnist_bench, a
+# Zen 3 machine no longer matches its pin (other kernels, other bits) and skips it.
 SEED_1EP_PINS = {  # machine fingerprint -> what that machine gives, exactly
     "AMD EPYC | AuthenticAMD/25/1/1 | avx,avx2,fma | 2 cpus | gpu: none | tf 2.21.0": {
         "test_accuracy": 0.978,
@@ -48,7 +51,7 @@ SEED_1EP_PINS = {  # machine fingerprint -> what that machine gives, exactly
 
 
 def _on_pinned_machine(fingerprint: str) -> bool:
-    return machine_fingerprint() == fingerprint
+    return fingerprints_match(fingerprint)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +64,8 @@ def test_seed_model_one_epoch_reaches_threshold(seed_one_epoch):
 
 
 def test_seed_model_one_epoch_matches_pin_on_pinned_machine(seed_one_epoch):
-    pin = SEED_1EP_PINS.get(machine_fingerprint())
+    here = machine_fingerprint()
+    pin = next((p for f, p in SEED_1EP_PINS.items() if fingerprints_match(f, here)), None)
     if pin is None:
         pytest.skip(f"pinned only on {sorted(SEED_1EP_PINS)}; this is another machine")
     assert weights_digest(seed_one_epoch.model) == pin["weights_digest"]

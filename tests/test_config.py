@@ -84,6 +84,7 @@ def valid_configs(draw: st.DrawFn) -> TrainConfig:
         train_subset=draw(st.none() | st.integers(1, available)),
         deterministic=draw(st.booleans()),
         strategy=draw(st.sampled_from(["default", "mirrored"])),
+        precision=draw(st.sampled_from(["float32", "mixed_bfloat16", "mixed_float16"])),
         extra=draw(st.dictionaries(st.text(max_size=8), json_values(), max_size=3)),
     )
 
@@ -168,6 +169,11 @@ INVALID = [
     ("recalibrate_batch_norm", "yes", "recalibrate_batch_norm must be true or false, got 'yes'"),
     ("deterministic", "yes", "deterministic must be true or false, got 'yes'"),
     ("strategy", "tpu", "strategy must be one of ['default', 'mirrored'], got 'tpu'"),
+    (
+        "precision",
+        "float16",
+        "precision must be one of ['float32', 'mixed_bfloat16', 'mixed_float16'], got 'float16'",
+    ),
     ("model_options", [], "model_options must be a dict, got list"),
     ("model_options", {"width": 3}, "unknown model_options ['width'] for model"),
     ("extra", [], "extra must be a dict, got list"),

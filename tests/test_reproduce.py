@@ -481,3 +481,81 @@ def test_check_summary_quotes_the_committed_robustness_and_calibration(capsys):
     assert f"{robustness['mean_accuracy']:.4f}" in lines[0] and robustness["worst"] in lines[0]
     assert lines[1].startswith("calibration: test ECE ")
     assert f"T = {calibration['temperature']:.3f}" in lines[1]
+
+
+# -- shards -------------------------------------------------------------------------------
+
+
+def _comparable(metrics: dict) -> dict:
+    """What must not depend on how the runs were spread: every score and digest, not the
+    wall times or the provenance of the processes."""
+
+    def run(entry: dict | None) -> dict | None:
+        keep = ("run", "seed", "config", "test_accuracy", "test_loss", "test_errors",
+                "weights_digest", "train_accuracy", "train_loss")  # fmt: skip
+        return None if entry is None else {k: entry[k] for k in keep}
+
+    published = {k: v for k, v in metrics["published"].items() if k != "wall_seconds"}
+    return {
+        "runs": [run(r) for r in metrics["runs"]],
+        "seed_model": run(metrics["seed_model"]),
+        **{k: metrics[k] for k in ("complete", "pending", "summary", "ensemble", "targets")},
+        "published": published,
+    }
+
+
+# Plan order: seed 0, the seed model, seeds 1, 2, ...; shard k of 2 takes every 2nd from k.
+SHARDED = {
+    2: {1: ["reference-seed0", "reference-seed1"], 2: ["seed-seed0"]},
+    4: {
+        1: ["reference-seed0", "reference-seed1", "reference-seed3"],
+        2: ["reference-seed2", "seed-seed0"],
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "n_seeds",
+    # Two seeds: the whole run is the module's own, so only the shards train (fast tier).
+    # Four (two shards of two seeds each, issue 14's case): two more runs, the slow tier.
+    [2, pytest.param(4, marks=pytest.mark.slow)],
+)
+def test_two_shards_merge_into_the_results_of_one_run(
+    n_seeds, repro, run_cli, small_data, small_plot_grids, tmp_path
+):
+    smoke = ["--seeds", str(n_seeds), "--epochs", "1", "--train-subset", "256"]
+    whole = repro.out
+    if n_seeds > len(SEEDS):  # the module's seeds are recorded: only the others train
+        whole = Path(shutil.copytree(repro.out, tmp_path / "whole"))
+        code, _, err = run_cli("reproduce", *smoke, "--out", whole, "--runs-dir", tmp_path / "r")
+        assert code == 0, err
+    # Two shards, each into its own folder, as a job array's tasks on two machines would.
+    trained = {}
+    for k in (1, 2):
+        out = tmp_path / f"shard{k}"
+        code, stdout, err = run_cli(
+            "reproduce", *smoke, "--shard", f"{k}/2", "--out", out, "--runs-dir", tmp_path / f"r{k}"
+        )
+        assert code == 0, err
+        trained[k] = sorted(p.stem for p in (out / "runs").glob("*.json"))
+    assert trained == SHARDED[n_seeds]
+    assert not (tmp_path / "shard2" / "metrics.json").exists()  # no published seed there
+    assert "merge the shards with --merge" in stdout
+    merged = tmp_path / "merged"
+    code, stdout, err = run_cli(
+        "reproduce", *smoke, "--merge", tmp_path / "shard1", tmp_path / "shard2", "--out", merged
+    )
+    assert code == 0, err
+    assert "merged 2 shard folder(s)" in stdout
+    metrics = json.loads((merged / "metrics.json").read_text())
+    assert metrics["complete"] and metrics["summary"]["n"] == n_seeds
+    assert _comparable(metrics) == _comparable(json.loads((whole / "metrics.json").read_text()))
+    assert check_results(merged, data=small_data) == []
+
+
+@pytest.mark.parametrize("shard", ["0/2", "3/2", "1", "a/b"])
+def test_bad_shards_are_refused_with_the_form(run_cli, shard, tmp_path):
+    code, _, err = run_cli("reproduce", "--shard", shard, "--out", tmp_path / "out")
+    assert code == 2
+    assert "shard must be K/N with 1 <= K <= N" in err
+    assert not (tmp_path / "out").exists()

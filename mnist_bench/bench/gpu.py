@@ -1,0 +1,192 @@
+"""The one command for a GPU machine: ``mnist-bench bench --suite gpu``.
+
+In order: what TensorFlow sees (build, CUDA/cuDNN, devices); the ``gpu``-marked tests (run by
+the CLI); determinism on the device (the same seed trained twice must give the same weights
+digest); the 30-epoch reference recipe once, with its time to 99.0 / 99.5 / 99.7% test
+accuracy; the benchmark (`run_benchmarks`), plus the reference recipe trained in mixed
+precision as its own row beside the float32 one. Everything lands in one result, written as
+``results/benchmarks/<device>.json`` with provenance. About 8 minutes on one H100-class GPU.
+
+``--quick`` makes every part tiny (a 512-image determinism check and the precision rows with
+the seed model, the reference recipe for 1 epoch on 1,024 images, scores on 1,000 test
+images, the quick benchmark): it runs on a CPU in about a minute, so
+CI runs it and it cannot rot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import tensorflow as tf
+
+from ..config import TrainConfig
+from ..data import MnistData
+from ..provenance import gpu_names
+from ..training import train, weights_digest
+from .core import device_name
+from .suite import _measure_group, ratios, run_benchmarks
+from .workloads import train_workload
+
+TTA_MARKS = (0.990, 0.995, 0.997)  # test accuracy, as reproduction.TTA_THRESHOLDS
+MIXED_PRECISION = "mixed_bfloat16"  # bf16: no loss scaling needed, Ampere and newer
+QUICK_DETERMINISM_SUBSET = 512
+QUICK_TRAIN_SUBSET = 1024
+QUICK_TEST_IMAGES = 1000  # quick mode scores on the first 1,000 test images
+
+
+def tensorflow_devices() -> dict[str, Any]:
+    """What TensorFlow sees: version, CUDA build, cuDNN/CUDA versions, devices, GPU names."""
+    build = tf.sysconfig.get_build_info()
+    return {
+        "tensorflow": tf.__version__,
+        "built_with_cuda": bool(tf.test.is_built_with_cuda()),
+        "cuda_version": build.get("cuda_version"),
+        "cudnn_version": build.get("cudnn_version"),
+        "physical_devices": [d.name for d in tf.config.list_physical_devices()],
+        "gpus": gpu_names(),
+    }
+
+
+def check_determinism(config: TrainConfig, data: MnistData) -> dict[str, Any]:
+    """Train `config` twice in this process; the weights digests must be equal.
+
+    Returns ``config``, ``digests`` (the two), ``same_digest`` and ``device``.
+    """
+    digests = [weights_digest(train(config, data).model) for _ in range(2)]
+    return {
+        "config": config.to_dict(),
+        "digests": digests,
+        "same_digest": digests[0] == digests[1],
+        "device": device_name(),
+    }
+
+
+def time_to_accuracy(history: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Cumulative epoch seconds (training + validation) until the validation accuracy (the
+    test set, with ``validation="test"``) first reaches each of `TTA_MARKS`; None if never.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for mark in TTA_MARKS:
+        elapsed, hit = 0.0, None
+        for row in history:
+            elapsed += row["seconds"]
+            if row["val_accuracy"] >= mark:
+                hit = {"seconds": elapsed, "epoch": row["epoch"]}
+                break
+        out[f"{mark:.3f}"] = hit or {"seconds": None, "epoch": None}
+    return out
+
+
+def reference_run(config: TrainConfig, data: MnistData) -> dict[str, Any]:
+    """Train `config` once: wall seconds, final test accuracy, digest, time to accuracy."""
+    start = time.perf_counter()
+    result = train(config, data)
+    return {
+        "config": config.to_dict(),
+        "wall_seconds": time.perf_counter() - start,
+        "test_accuracy": result.report.accuracy,
+        "test_errors": result.report.n_errors,
+        "weights_digest": result.metrics["weights_digest"],
+        "time_to_accuracy": time_to_accuracy(result.history),
+        "device": device_name(),
+    }
+
+
+def precision_rows(
+    data: MnistData,
+    *,
+    model: str = "reference",
+    steps: int,
+    repeats: int,
+    peak_gflops: float | None,
+) -> list[dict[str, Any]]:
+    """`model`'s recipe's training slice in float32 and in `MIXED_PRECISION`, each its own
+    row (``train/<model>/mnist_bench@<precision>``), timed together in turns. The mixed row
+    is a variant beside the float32 reference, never a replacement for it."""
+    makers = [
+        partial(
+            train_workload,
+            model,
+            steps=steps,
+            pipeline="mnist_bench",
+            images=data.x_train,
+            labels=data.y_train,
+            determinism=True,
+            precision=precision,
+        )
+        for precision in ("float32", MIXED_PRECISION)
+    ]
+    return _measure_group(makers, repeats, peak_gflops)
+
+
+def run_gpu_suite(
+    *,
+    data: MnistData,
+    data_dir: str | None = None,
+    quick: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the GPU machine's checks and benchmark (the CLI runs the gpu-marked tests first).
+
+    Parameters
+    ----------
+    data : MnistData
+    data_dir : str, optional
+        MNIST folder, for the benchmark's loading item.
+    quick : bool, default False
+        Every part tiny: runs on a CPU in about a minute (CI).
+    progress : callable, optional
+        Called with one line of text per finished step.
+
+    Returns
+    -------
+    dict
+        `run_benchmarks`' result (its ``benchmarks`` with the two precision rows added) plus
+        ``suite`` = ``"gpu"`` and ``gpu_suite``: ``tensorflow_devices``, ``determinism``
+        (`check_determinism`), ``reference_run`` (`reference_run`) and ``wall_seconds``.
+    """
+    say = progress or (lambda line: None)
+    start = time.perf_counter()
+    if quick:  # each pass over 10,000 test images would cost seconds on a CPU
+        data = dataclasses.replace(
+            data, x_test=data.x_test[:QUICK_TEST_IMAGES], y_test=data.y_test[:QUICK_TEST_IMAGES]
+        )
+    devices = tensorflow_devices()
+    say(f"tensorflow {devices['tensorflow']} (CUDA build: {devices['built_with_cuda']}, "
+        f"CUDA {devices['cuda_version']}, cuDNN {devices['cudnn_version']}); "
+        f"devices: {', '.join(devices['physical_devices'])}")  # fmt: skip
+    # Quick mode checks the wiring with the cheap model: tracing dominates a tiny run.
+    model = "seed" if quick else "reference"
+    tiny = {"epochs": 1, "train_subset": QUICK_DETERMINISM_SUBSET} if quick else {"epochs": 1}
+    determinism = check_determinism(TrainConfig.recipe(model, **tiny), data)
+    say(f"determinism on {determinism['device']}: same seed, same digest twice: "
+        f"{determinism['same_digest']} ({determinism['digests'][0][:16]})")  # fmt: skip
+    smoke = {"epochs": 1, "train_subset": QUICK_TRAIN_SUBSET} if quick else {}
+    run = reference_run(TrainConfig.recipe("reference", **smoke), data)
+    tta = ", ".join(
+        f"{float(m):.1%} " + ("not reached" if v["seconds"] is None else f"{v['seconds']:.1f} s")
+        for m, v in run["time_to_accuracy"].items()
+    )
+    say(f"reference, {run['config']['epochs']} epochs: {run['wall_seconds']:.1f} s, test "
+        f"accuracy {run['test_accuracy']:.2%}; time to accuracy: {tta}")  # fmt: skip
+    result = run_benchmarks(data_dir=data_dir, quick=quick, onednn=not quick)
+    result["benchmarks"] += precision_rows(
+        data,
+        model=model,
+        steps=result["sizes"]["train_steps"],
+        repeats=result["sizes"]["train_repeats"],
+        peak_gflops=result["peak"]["peak_gflops"],
+    )
+    result["ratios"] = ratios(result["benchmarks"])
+    result["suite"] = "gpu"
+    result["gpu_suite"] = {
+        "tensorflow_devices": devices,
+        "determinism": determinism,
+        "reference_run": run,
+        "wall_seconds": time.perf_counter() - start,
+    }
+    return result
