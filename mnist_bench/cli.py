@@ -833,12 +833,26 @@ def _bench_readme(bench: Any, args: argparse.Namespace) -> int:
         return EXIT_OK
     out = Path(args.out if args.out is not None else DEFAULT_BENCH_OUT)
     results = out.parent  # results/benchmarks -> results (metrics.json)
+    # The full section (docs/performance.md) or the short summary (README.md), or both:
+    # whichever markers the file holds; neither is an error naming both.
     try:
-        changed = bench.update_readme_performance(args.readme, results)
+        text = Path(args.readme).read_text()
+    except OSError as exc:
+        print(f"mnist-bench bench: {args.readme}: cannot read: {exc.strerror}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    updates = [
+        (bench.PERF_BEGIN, bench.update_readme_performance, "performance section"),
+        (bench.SUMMARY_BEGIN, bench.update_readme_summary, "performance summary"),
+    ]
+    present = [(update, what) for marker, update, what in updates if marker in text]
+    try:
+        if not present:  # let the full section's check name the missing markers
+            bench.update_readme_performance(args.readme, results)
+        for update, what in present:
+            _print_readme_update(args.readme, what, update(args.readme, results))
     except ValueError as exc:
         print(f"mnist-bench bench: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    _print_readme_update(args.readme, "performance section", changed)
     return EXIT_OK
 
 
@@ -1210,6 +1224,7 @@ def _add_serve_load_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
+    _start_tensorflow()  # selection reads the builders' options, which imports Keras
     from .selection import (
         candidates_table,
         check_readme,

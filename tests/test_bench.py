@@ -517,15 +517,43 @@ def test_performance_section_without_files_says_so() -> None:
     assert "no reference run validated on the test set" in section
 
 
-def test_readme_performance_section_matches_the_published_files() -> None:
-    """README.md's generated section is what the committed results/ files render to."""
-    readme = (REPO_ROOT / "README.md").read_text()
-    section = readme.split(bench.PERF_BEGIN)[1].split(bench.PERF_END)[0].strip("\n")
+def test_docs_performance_section_matches_the_published_files() -> None:
+    """docs/performance.md's generated section is what the committed results/ files render to."""
+    page = (REPO_ROOT / "docs" / "performance.md").read_text()
+    section = page.split(bench.PERF_BEGIN)[1].split(bench.PERF_END)[0].strip("\n")
     metrics = json.loads((REPO_ROOT / "results" / "metrics.json").read_text())
     files = bench.published_benchmarks(REPO_ROOT / "results" / "benchmarks")
     assert section == bench.performance_section(files, metrics), (
+        "docs/performance.md is stale: "
+        "run `mnist-bench bench --report --readme docs/performance.md`"
+    )
+
+
+def test_readme_performance_summary_matches_the_published_files() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    summary = readme.split(bench.SUMMARY_BEGIN)[1].split(bench.SUMMARY_END)[0].strip("\n")
+    files = bench.published_benchmarks(REPO_ROOT / "results" / "benchmarks")
+    assert summary == bench.performance_summary(files), (
         "README.md is stale: run `mnist-bench bench --report --readme README.md`"
     )
+
+
+def test_summary_shows_both_onednn_settings_and_their_ratio() -> None:
+    record = {
+        "device": "Some CPU (2 cpus)",
+        "benchmarks": [
+            {"name": "train/reference/onednn-on", "images_per_s": 600.0},
+            {"name": "train/reference/onednn-off", "images_per_s": 300.0},
+        ],
+        "ratios": {
+            "train_onednn_on_vs_off/reference": 2.0,
+            "train_without_vs_with_op_determinism/reference": 1.1,
+        },
+    }
+    lines = bench.performance_summary([record]).splitlines()
+    assert lines[2] == "| Some CPU (2 cpus) | reference | 600 | 300 | 2.00x | 1.10x |"
+    assert len(lines) == 3  # no seed rows without their ratio
+    assert "not measured" in bench.performance_summary([])
 
 
 def test_cli_bench_report_rewrites_only_the_readme_section(tmp_path: Path) -> None:

@@ -371,11 +371,11 @@ def test_load_model_errors_name_the_path(tmp_path, make, message):
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_readme_models_table_states_the_recipe_networks_size(name):
+def test_docs_models_table_states_the_recipe_networks_size(name):
     # The table describes what the published recipes train, options included.
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    row = re.search(rf"^\| `{name}` \|.* \| ([\d,]+) \| ([\d.]+) M \|$", readme, re.MULTILINE)
-    assert row, f"README.md's models table has no row for {name!r}"
+    page = (Path(__file__).resolve().parents[1] / "docs" / "reference.md").read_text()
+    row = re.search(rf"^\| `{name}` \|.* \| ([\d,]+) \| ([\d.]+) M \|$", page, re.MULTILINE)
+    assert row, f"docs/reference.md's models table has no row for {name!r}"
     model = build_model(name, **TrainConfig.recipe(name).model_options)
     assert int(row.group(1).replace(",", "")) == model.count_params()
     assert row.group(2) == f"{model_flops(model)['forward'] / 1e6:.1f}"

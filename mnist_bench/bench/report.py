@@ -247,6 +247,49 @@ def _time_to_accuracy_lines(metrics: dict | None) -> list[str]:
     return lines
 
 
+SUMMARY_BEGIN, SUMMARY_END = "<!-- performance-summary -->", "<!-- /performance-summary -->"
+
+
+def _rate(by_name: dict[str, dict], name: str) -> str:
+    return _fmt((by_name.get(name) or {}).get("images_per_s"), ",.0f")
+
+
+def performance_summary(benchmarks: Sequence[dict[str, Any]]) -> str:
+    """A short Markdown table for the README's front page: per benchmark file (one CPU or
+    GPU), training images/s of both networks with oneDNN on and off and what op determinism
+    costs, each ratio measured in the same run. The full tables: `performance_section`."""
+    lines = [
+        "| device | network | train img/s, oneDNN on | oneDNN off | on / off | "
+        "without / with op determinism |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for result in benchmarks:
+        by_name = {b["name"]: b for b in result["benchmarks"]}
+        for model in ("seed", "reference"):
+            on_off = result["ratios"].get(f"train_onednn_on_vs_off/{model}")
+            determinism = result["ratios"].get(f"train_without_vs_with_op_determinism/{model}")
+            if on_off is None:
+                continue  # a file from before both settings were timed
+            cells = [
+                _rate(by_name, f"train/{model}/onednn-on"),
+                _rate(by_name, f"train/{model}/onednn-off"),
+                f"{on_off:.2f}x",
+                _fmt(determinism, ".2f") + ("x" if determinism is not None else ""),
+            ]
+            name = "notebook (`seed`)" if model == "seed" else model
+            lines.append(f"| {result['device']} | {name} | " + " | ".join(cells) + " |")
+    if len(lines) == 2:
+        lines.append("| – | – | not measured | | | |")
+    return "\n".join(lines)
+
+
+def update_readme_summary(readme_path: str | Path, results_dir: str | Path = "results") -> bool:
+    """Regenerate the ``<!-- performance-summary -->`` table from ``<results_dir>/benchmarks``;
+    returns whether the file changed."""
+    body = performance_summary(published_benchmarks(Path(results_dir) / "benchmarks"))
+    return replace_marked(readme_path, SUMMARY_BEGIN, SUMMARY_END, body, "the performance summary")
+
+
 def update_readme_performance(readme_path: str | Path, results_dir: str | Path = "results") -> bool:
     """Regenerate the README's ``<!-- performance -->`` section from ``<results_dir>/benchmarks``
     and ``<results_dir>/metrics.json``; returns whether the file changed."""

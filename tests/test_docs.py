@@ -1,0 +1,71 @@
+"""The generated tables of README.md and docs/ are what the committed results/ render to today.
+
+Each table is written by a command (named in the failure message); these tests fail the day a
+results file and its table disagree, or a table's markers go missing.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from mnist_bench._io import read_json
+from mnist_bench.cli import CALIBRATION_MARKERS, ROBUSTNESS_MARKERS
+from mnist_bench.export import EXPORT_TABLE_MARKERS, export_table
+from mnist_bench.export_bench import INFERENCE_TABLE_MARKERS, inference_table
+from mnist_bench.robustness import calibration_table, robustness_table
+from mnist_bench.serving.load import SERVE_LOAD_TABLE_MARKERS, serve_load_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (page, markers, renderer, results file, the command that regenerates the table)
+TABLES = {
+    "robustness": ("README.md", ROBUSTNESS_MARKERS, robustness_table, "robustness.json",
+                   "mnist-bench robustness --table-only --readme README.md"),
+    "calibration": ("README.md", CALIBRATION_MARKERS, calibration_table, "calibration.json",
+                    "mnist-bench calibrate --table-only --readme README.md"),
+    "export-readme": ("README.md", EXPORT_TABLE_MARKERS, export_table, "export.json",
+                      "mnist-bench export --report --readme README.md"),
+    "export-docs": ("docs/serving.md", EXPORT_TABLE_MARKERS, export_table, "export.json",
+                    "mnist-bench export --report --readme docs/serving.md"),
+    "inference": ("docs/serving.md", INFERENCE_TABLE_MARKERS, inference_table, "inference.json",
+                  "mnist-bench export-bench --report --readme docs/serving.md"),
+    "serve-load": ("docs/serving.md", SERVE_LOAD_TABLE_MARKERS, serve_load_table,
+                   "serve_load.json", "mnist-bench serve-load --report --readme docs/serving.md"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("page", "markers", "render", "name", "command"), TABLES.values(),
+                         ids=TABLES)  # fmt: skip
+def test_generated_table_matches_the_results_file(page, markers, render, name, command):
+    text = (ROOT / page).read_text()
+    begin, end = markers
+    assert text.count(begin) == 1 and text.count(end) == 1, f"{page}: markers {markers}"
+    table = text.split(begin)[1].split(end)[0].strip("\n")
+    assert table == render(read_json(ROOT / "results" / name)), f"{page} is stale: run `{command}`"
+
+
+def test_readme_stays_a_front_page():
+    # Issue 15: a newcomer reads it in ten minutes; the long material lives in docs/.
+    assert len((ROOT / "README.md").read_text().splitlines()) < 200
+
+
+def test_every_local_link_of_the_readme_and_docs_resolves():
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target:
+                continue
+            assert (page.parent / target).exists(), f"{page.name}: broken link {target}"
+
+
+def test_the_readme_lists_every_subcommand():
+    from mnist_bench.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if a.dest == "command" or (hasattr(a, "choices")
+              and isinstance(a.choices, dict))]  # fmt: skip
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in sub.choices if f"`mnist-bench {name}" not in readme]
+    assert not missing, f"README.md's command table lacks {missing}"
