@@ -26,6 +26,7 @@ from .config import TrainConfig
 from .models import model_option_defaults
 
 HOLDOUT_DIR = "holdout"  # under the results folder
+CORRUPTED_HOLDOUT_FILE = "robustness-holdout.json"  # in a run folder, beside its model
 README_BEGIN, README_END = "<!-- holdout-table -->", "<!-- /holdout-table -->"
 
 
@@ -60,7 +61,10 @@ def record_candidate(run_dir: str | Path, out_dir: str | Path = "results") -> di
         mean, augmentation and dropout on), ``wall_seconds`` (sum of epoch times),
         ``flops_per_image``, ``params`` and ``provenance``; with weight averaging also
         ``holdout_accuracy_last_weights`` (the same run's last weights), with batch-norm
-        recalibration ``holdout_accuracy_uncalibrated`` (before it). No test-set score.
+        recalibration ``holdout_accuracy_uncalibrated`` (before it); when the run folder holds
+        ``robustness-holdout.json`` (``mnist-bench robustness MODEL --split holdout --out
+        RUN_DIR``), ``corrupted_holdout``: the mean, min and worst corruption accuracy on the
+        corrupted holdout images. No test-set score, clean or corrupted.
     """
     run_dir = Path(run_dir)
     metrics = read_json(run_dir / "metrics.json")
@@ -98,9 +102,25 @@ def record_candidate(run_dir: str | Path, out_dir: str | Path = "results") -> di
         "flops_per_image": metrics["flops_per_image"],
         "params": metrics["params"],
         "provenance": metrics["provenance"],
+        **_corrupted_holdout(run_dir, metrics.get("weights_digest")),
     }
     write_json(Path(out_dir) / HOLDOUT_DIR / f"{run_dir.name}.json", record)
     return record
+
+
+def _corrupted_holdout(run_dir: Path, digest: str | None) -> dict[str, Any]:
+    path = run_dir / CORRUPTED_HOLDOUT_FILE
+    if not path.exists():
+        return {}
+    record = read_json(path)
+    model = record["model"]
+    if record.get("split") != "holdout" or model.get("weights_digest") != digest:
+        raise ValueError(
+            f"{path}: not this run's model scored on the holdout split (weights digest or split "
+            "differs); score it again with `mnist-bench robustness MODEL --split holdout`"
+        )
+    keys = ("mean_accuracy", "min_accuracy", "worst")
+    return {"corrupted_holdout": {key: model[key] for key in keys}}
 
 
 def recorded_candidates(out_dir: str | Path = "results") -> list[dict[str, Any]]:
@@ -139,8 +159,9 @@ def candidates_table(records: list[dict[str, Any]], recipe: TrainConfig | None =
         groups.setdefault(_changes(config, recipe_dict), []).append(record)
     lines = [
         "| candidate (differences from the reference recipe) | MFLOP/image | seeds | "
-        "final-epoch holdout accuracy per seed | mean | sd | minutes per run |",
-        "| --- | ---: | --- | --- | ---: | ---: | ---: |",
+        "final-epoch holdout accuracy per seed | mean | sd | corrupted holdout: mean, worst | "
+        "minutes per run |",
+        "| --- | ---: | --- | --- | ---: | ---: | --- | ---: |",
     ]
     for changes, runs in groups.items():
         runs = sorted(runs, key=lambda r: r["config"]["seed"])
@@ -153,9 +174,22 @@ def candidates_table(records: list[dict[str, Any]], recipe: TrainConfig | None =
         lines.append(
             f"| {changes} | {runs[0]['flops_per_image']['forward'] / 1e6:.1f} | "
             f"{', '.join(str(r['config']['seed']) for r in runs)} | {per_seed} | "
-            f"{summary['mean']:.3%} | {sd} | {minutes:.1f} |"
+            f"{summary['mean']:.3%} | {sd} | {_corrupted_cell(runs)} | {minutes:.1f} |"
         )
     return "\n".join(lines)
+
+
+def _corrupted_cell(runs: list[dict[str, Any]]) -> str:
+    """Per seed scored, the mean accuracy over the corruptions and the worst one; "–" when
+    no seed was scored (records from before the corruption suite)."""
+    scored = [r["corrupted_holdout"] for r in runs if "corrupted_holdout" in r]
+    return (
+        "; ".join(
+            f"{c['mean_accuracy']:.2%}, {c['worst'].replace('_', ' ')} {c['min_accuracy']:.2%}"
+            for c in scored
+        )
+        or "–"
+    )
 
 
 def check_readme(readme_path: str | Path) -> str:

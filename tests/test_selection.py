@@ -194,3 +194,37 @@ def test_docs_holdout_table_matches_the_records():
     root = Path(__file__).resolve().parents[1]
     table = candidates_table(recorded_candidates(root / "results"))
     assert f"{README_BEGIN}\n{table}\n{README_END}" in (root / "docs" / "recipe.md").read_text()
+
+
+def _scored(run: Path, digest: str, split: str = "holdout") -> None:
+    """What `mnist-bench robustness MODEL --split holdout --out RUN` leaves in the folder."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "weights_digest": "d1"}))
+    model = {"mean_accuracy": 0.9062, "min_accuracy": 0.262, "worst": "stripe",
+             "weights_digest": digest}  # fmt: skip
+    (run / "robustness-holdout.json").write_text(json.dumps({"split": split, "model": model}))
+
+
+def test_a_run_scored_on_the_corrupted_holdout_records_and_shows_it(tmp_path):
+    run = fake_run(tmp_path / "runs", "robust", accuracies=[0.9963], brightness=0.5)
+    _scored(run, "d1")
+    record = record_candidate(run, tmp_path)
+    assert record["corrupted_holdout"] == {
+        "mean_accuracy": 0.9062, "min_accuracy": 0.262, "worst": "stripe"
+    }  # fmt: skip
+    table = candidates_table([record])
+    assert "| 90.62%, stripe 26.20% |" in table
+    plain = record_candidate(fake_run(tmp_path / "runs", "plain", accuracies=[0.997]), tmp_path)
+    assert "corrupted_holdout" not in plain
+    assert candidates_table([plain]).splitlines()[-1].split(" | ")[-2] == "–"
+
+
+@pytest.mark.parametrize(("digest", "split"), [("another model", "holdout"), ("d1", "test")])
+def test_a_corrupted_score_of_another_model_or_split_is_refused(tmp_path, digest, split):
+    run = fake_run(tmp_path / "runs", "robust", accuracies=[0.9963])
+    _scored(run, digest, split)
+    with pytest.raises(
+        ValueError, match=re.escape("robustness-holdout.json: not this run's model")
+    ):
+        record_candidate(run, tmp_path)
+    assert not (tmp_path / "holdout").exists()
