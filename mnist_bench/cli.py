@@ -210,6 +210,7 @@ _TRAIN_FLAGS = {
     "contrast": "contrast",
     "brightness": "brightness",
     "noise_std": "noise_std",
+    "erasing": "erasing",
     "model_options": "model_options",
     "validation": "validation",
     "holdout_size": "holdout_size",
@@ -393,6 +394,14 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         help="max brightness offset added, in [0, 1] (default: 0, off)",
+    )
+    p.add_argument(
+        "--erasing",
+        type=float,
+        default=None,
+        metavar="P",
+        help="probability per image of one random rectangle filled with a random grey "
+        "(default: 0, off)",
     )
     p.add_argument(
         "--noise-std",

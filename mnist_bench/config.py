@@ -70,6 +70,10 @@ class TrainConfig:
     contrast: float = 0.0
     brightness: float = 0.0
     noise_std: float = 0.0
+    # Random erasing (Zhong et al. 2017), only with augment, last: with this probability per
+    # image, one rectangle (2-40% of the image, aspect 0.3-3.3) is filled with one random
+    # grey level in [0, 1]. 0: none.
+    erasing: float = 0.0
     validation: str = "test"  # "test": the 10k test set, as the seed did; "holdout": split of train
     holdout_size: int = 10_000  # images held out of the 60k when validation == "holdout"
     train_subset: int | None = None  # use only the first N training images (quick runs)
@@ -109,6 +113,7 @@ class TrainConfig:
         _check_range("contrast", self.contrast, low=0.0, high=1.0, high_open=True)
         _check_range("brightness", self.brightness, low=0.0, high=1.0)
         _check_range("noise_std", self.noise_std, low=0.0, high=1.0)
+        _check_range("erasing", self.erasing, low=0.0, high=1.0)
         for name in ("augment", "deterministic", "recalibrate_batch_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")

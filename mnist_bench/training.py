@@ -269,6 +269,26 @@ def random_photometric(images: tf.Tensor, seed: tf.Tensor, config: TrainConfig) 
     return tf.clip_by_value(images * factor + offset + sigma * noise, 0.0, 1.0)
 
 
+def random_erasing(images: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.Tensor:
+    """With probability `config.erasing` per image, fill one random rectangle (2-40% of the
+    area, aspect ratio 0.3-3.3, log-uniform) with one random grey level in [0, 1].
+
+    images: float32 (B, 28, 28, 1); seed: int64 (2,), stateless. Why: occlusions and bands
+    (a ruler, a fold, a shadow) should not decide the digit.
+    """
+    u = tf.random.stateless_uniform((tf.shape(images)[0], 6), seed)
+    area = (0.02 + 0.38 * u[:, 0]) * 784.0
+    ratio = tf.exp(math.log(0.3) + u[:, 1] * (math.log(3.3) - math.log(0.3)))
+    h, w = tf.minimum(tf.sqrt(area * ratio), 28.0), tf.minimum(tf.sqrt(area / ratio), 28.0)
+    top, left = u[:, 2] * (28.0 - h), u[:, 3] * (28.0 - w)
+    box = [v[:, None, None] for v in (top, top + h, left, left + w)]  # each (B, 1, 1)
+    centres = tf.range(28.0) + 0.5
+    rows, cols = centres[None, :, None], centres[None, None, :]
+    inside = (rows >= box[0]) & (rows < box[1]) & (cols >= box[2]) & (cols < box[3])
+    inside &= (u[:, 5] < config.erasing)[:, None, None]
+    return tf.where(inside[..., None], u[:, 4, None, None, None], images)
+
+
 def _photometric(config: TrainConfig) -> bool:
     return config.contrast > 0 or config.brightness > 0 or config.noise_std > 0
 
@@ -292,6 +312,10 @@ def epoch_dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, epoch: int)
             if _photometric(config):  # a stream apart from the geometric ones
                 images = random_photometric(
                     images, tf.random.experimental.stateless_fold_in(seed, 2), config
+                )
+            if config.erasing > 0:
+                images = random_erasing(
+                    images, tf.random.experimental.stateless_fold_in(seed, 3), config
                 )
             return images, labels
 

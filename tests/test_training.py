@@ -28,6 +28,7 @@ from mnist_bench.training import (
     learning_rate,
     random_affine,
     random_distortion,
+    random_erasing,
     random_photometric,
     recalibrate_batch_norm,
     split_data,
@@ -483,6 +484,36 @@ def test_photometric_distortion_runs_in_the_epoch_and_only_when_asked(small_xy):
     # The same geometric draw, then a non-negative offset: never darker, and here brighter.
     assert np.all(second[0][0] >= first[0][0] - 1e-6)
     assert second[0][0].mean() > first[0][0].mean()
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_random_erasing_fills_one_seeded_rectangle_with_one_grey(small_xy, seed):
+    x = tf.constant(small_xy[0][:32])
+    key = tf.constant([seed, 9], tf.int64)
+    always = TrainConfig(augment=True, erasing=1.0)
+    out = random_erasing(x, key, always).numpy()
+    np.testing.assert_array_equal(out, random_erasing(x, key, always).numpy())
+    np.testing.assert_array_equal(random_erasing(x, key, always.replace(erasing=0.0)), x)
+    for image, erased in zip(x.numpy()[..., 0], out[..., 0], strict=True):
+        rows, cols = np.nonzero(erased != image)
+        if rows.size == 0:
+            continue  # the grey drawn equals every pixel it covers (e.g. black on background)
+        box = erased[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        assert np.all(box == box[0, 0])  # one rectangle, one grey level
+        # At most 40% of the area, plus the pixels a box edge can catch: (h + 1)(w + 1) with
+        # h, w <= 28 and h * w <= 0.4 * 784 stays under 46%.
+        assert box.size <= 0.46 * 784
+
+
+def test_random_erasing_runs_in_the_epoch_only_when_asked(small_xy):
+    x, y = small_xy
+    geometric = TrainConfig(batch_size=64, augment=True, seed=3)
+    first, erased = (
+        _batches(epoch_dataset(x, y, c, 0)) for c in (geometric, geometric.replace(erasing=1.0))
+    )
+    changed = [np.any(a != b) for a, b in zip(first[0][0], erased[0][0], strict=True)]
+    assert sum(changed) > len(changed) // 2
 
 
 ELASTIC = TrainConfig(augment=True, elastic_alpha=34.0, elastic_sigma=4.0)
