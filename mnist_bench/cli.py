@@ -925,7 +925,7 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from ._io import read_json, replace_marked
+    from ._io import read_json
 
     results_file = Path(args.results)
     if args.report:
@@ -938,10 +938,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.readme:
         from .export import EXPORT_TABLE_MARKERS, export_table
 
-        changed = replace_marked(
-            args.readme, *EXPORT_TABLE_MARKERS, export_table(read_json(results_file)), "export"
-        )
-        _print_readme_update(args.readme, "export table", changed)
+        table = export_table(read_json(results_file))
+        _update_table(args.readme, EXPORT_TABLE_MARKERS, table, "export table")
     return EXIT_OK
 
 
@@ -1022,7 +1020,7 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_export_bench(args: argparse.Namespace) -> int:
-    from ._io import read_json, replace_marked, write_json
+    from ._io import read_json, write_json
 
     out = Path(args.out)
     if not args.report:
@@ -1078,9 +1076,9 @@ def _cmd_export_bench(args: argparse.Namespace) -> int:
     if args.readme:
         from .export_bench import INFERENCE_TABLE_MARKERS, inference_table
 
-        table = inference_table(read_json(out))
-        changed = replace_marked(args.readme, *INFERENCE_TABLE_MARKERS, table, "inference")
-        _print_readme_update(args.readme, "inference table", changed)
+        _update_table(
+            args.readme, INFERENCE_TABLE_MARKERS, inference_table(read_json(out)), "inference table"
+        )
     return EXIT_OK
 
 
@@ -1166,7 +1164,7 @@ def _print_serve_load(content: dict[str, Any]) -> None:
 
 
 def _cmd_serve_load(args: argparse.Namespace) -> int:
-    from ._io import read_json, replace_marked, write_json
+    from ._io import read_json, write_json
 
     out = Path(args.out)
     if not args.report:
@@ -1199,9 +1197,12 @@ def _cmd_serve_load(args: argparse.Namespace) -> int:
     if args.readme:
         from .serving.load import SERVE_LOAD_TABLE_MARKERS, serve_load_table
 
-        table = serve_load_table(read_json(out))
-        changed = replace_marked(args.readme, *SERVE_LOAD_TABLE_MARKERS, table, "serve load")
-        _print_readme_update(args.readme, "serve-load table", changed)
+        _update_table(
+            args.readme,
+            SERVE_LOAD_TABLE_MARKERS,
+            serve_load_table(read_json(out)),
+            "serve-load table",
+        )
     return EXIT_OK
 
 
