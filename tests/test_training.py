@@ -608,6 +608,7 @@ for strategy in ("mirrored", "mirrored", "default"):
 """
 
 
+@pytest.mark.slow  # two subprocesses importing TensorFlow and training: ~50 s of the fast tier
 def test_mirrored_strategy_trains_on_two_devices_deterministically(mnist_dir, tmp_path):
     config = tiny_config(train_subset=512)
     runs = [
