@@ -618,11 +618,19 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         check_results,
         merge_results,
         parse_shard,
+        replot,
         reproduce,
         update_readme,
     )
 
     out = Path(args.out)
+    if args.replot:  # no training, no table: the figures only
+        if args.check or args.merge or args.shard or args.readme:
+            raise CliError("--replot draws the figures only: not with --check, --merge, "
+                           "--shard or --readme")  # fmt: skip
+        for path in replot(out, data=_load_data(args.data)):
+            print(f"drew {path}")
+        return EXIT_OK
     if args.readme:
         check_readme(args.readme)  # a README without markers fails now, not after training
     if not args.check:
@@ -723,6 +731,12 @@ def _add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
         "--check",
         action="store_true",
         help="no training: verify --out against the data; exit 1 on any problem (default: off)",
+    )
+    p.add_argument(
+        "--replot",
+        action="store_true",
+        help="no training: draw the published run's figures in --out again from its recorded "
+        "history and model (default: off)",
     )
     p.add_argument(
         "--readme",

@@ -212,6 +212,18 @@ def _publish(
     plot_report(report, data.x_test, data.y_test, out)
 
 
+def replot(out_dir: str | Path = "results", *, data: MnistData) -> list[Path]:
+    """Draw the published run's figures in `out_dir` again (loss curves, confusion matrix,
+    predictions, misclassified digits) from its recorded history and model, without training:
+    for when the plots change and the results do not. Returns the files written."""
+    out = Path(out_dir)
+    metrics = read_json(out / METRICS_FILE)
+    history = read_json(out / HISTORY_DIR / f"{metrics['published']['run']}.json")
+    report = evaluate(load_model(out / KERAS_NAME), data)
+    paths = [plot_history(history, out / "loss_curves.png")]
+    return paths + list(plot_report(report, data.x_test, data.y_test, out).values())
+
+
 def _check_published_model(out: Path, name: str, published: dict, data: MnistData) -> list[str]:
     """Load out/name with plain Keras; compare its accuracy and digest with metrics.json."""
     import keras

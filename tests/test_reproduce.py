@@ -559,3 +559,20 @@ def test_bad_shards_are_refused_with_the_form(run_cli, shard, tmp_path):
     assert code == 2
     assert "shard must be K/N with 1 <= K <= N" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_replot_draws_the_published_figures_again_and_nothing_else(repro, run_cli, tmp_path):
+    out = Path(shutil.copytree(repro.out, tmp_path / "results"))
+    figures = ["loss_curves.png", "confusion_matrix.png", "predictions.png", "misclassified.png"]
+    for name in figures:
+        (out / name).unlink()
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, stdout, err = run_cli("reproduce", "--replot", "--out", out)
+    assert code == 0, err
+    assert sorted(line.removeprefix("drew ") for line in stdout.splitlines()) == sorted(
+        str(out / name) for name in figures
+    )
+    assert all((out / name).read_bytes().startswith(b"\x89PNG") for name in figures)
+    assert {p: p.read_bytes() for p in before} == before  # metrics, models, runs untouched
+    code, _, err = run_cli("reproduce", "--replot", "--check", "--out", out)
+    assert code == 2 and "--replot draws the figures only" in err
