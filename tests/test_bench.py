@@ -585,7 +585,7 @@ def test_gpu_suite_quick_runs_on_a_cpu_and_writes_one_file(
     (the benchmark is the quick run's, replayed: measuring it again would double this file's
     time). CI runs this, so the GPU command cannot rot on machines without a GPU."""
     small = dataclasses.replace(mnist, x_test=mnist.x_test[:1000], y_test=mnist.y_test[:1000])
-    monkeypatch.setattr(cli, "_load_data", lambda explicit: small)
+    monkeypatch.setattr(cli._common, "_load_data", lambda explicit: small)
     monkeypatch.setattr(bench.gpu, "run_benchmarks", lambda **kw: copy.deepcopy(quick_run.result))
     argv = ["bench", "--suite", "gpu", "--quick", "--no-gpu-tests", "--out", str(tmp_path)]
     assert cli.main(argv) == 0

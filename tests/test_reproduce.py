@@ -87,7 +87,7 @@ def repro(small_data, tmp_path_factory) -> Reproduced:
     argv += ["--out", str(out), "--runs-dir", str(runs)]
     stdout, stderr = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cli, "_load_data", lambda explicit: small_data)
+        mp.setattr(cli._common, "_load_data", lambda explicit: small_data)
         mp.setattr(plots, "MAX_GRID_IMAGES", GRID_IMAGES)
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             code = cli.main(argv)
@@ -416,7 +416,7 @@ def test_cli_prints_configs_first_then_epochs_then_a_summary(repro):
 @pytest.fixture
 def run_cli(capsys, monkeypatch, small_data):
     """`run_cli(*argv) -> (code, stdout, stderr)`, scoring on the module's test subset."""
-    monkeypatch.setattr(cli, "_load_data", lambda explicit: small_data)
+    monkeypatch.setattr(cli._common, "_load_data", lambda explicit: small_data)
 
     def run(*argv) -> tuple[int, str, str]:
         capsys.readouterr()

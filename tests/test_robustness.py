@@ -55,7 +55,7 @@ def small(mnist):
 
 
 def _run(argv: list[str], data, monkeypatch) -> tuple[int, str, str]:
-    monkeypatch.setattr(cli, "_load_data", lambda explicit: data)
+    monkeypatch.setattr(cli._common, "_load_data", lambda explicit: data)
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli.main(argv)

@@ -1,0 +1,316 @@
+"""`mnist-bench reproduce` (train, shard, merge, check, replot the published runs) and
+`mnist-bench select` (recipe candidates on the holdout)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..config import TrainConfig
+from . import _common
+from ._common import (
+    DATA_ENV,
+    EXIT_CHECK_FAILED,
+    EXIT_OK,
+    CliError,
+    _duration,
+    _err,
+    _print_readme_update,
+    _start_tensorflow,
+)
+from .train import _EPOCH_HEADER, _config_line, _print_epoch
+
+
+def _print_reproduce_summary(metrics: dict[str, Any]) -> None:
+    from ..reproduction import n_seeds_text
+
+    print(f"{'run':<18}  {'test_acc':>8}  {'errors':>6}  {'test_loss':>9}  {'wall_s':>8}  digest")
+    for run in [*metrics["runs"], metrics["seed_model"]]:
+        if run is None:  # the seed notebook's model is not recorded yet
+            continue
+        print(
+            f"{run['run']:<18}  {run['test_accuracy']:>8.4f}  {run['test_errors']:>6d}  "
+            f"{run['test_loss']:>9.4f}  {run['wall_seconds']:>8.1f}  {run['weights_digest'][:16]}"
+        )
+    if metrics.get("pending"):
+        print(f"partial results: still to train and record: {', '.join(metrics['pending'])}")
+    s, ens, pub = metrics["summary"], metrics["ensemble"], metrics["published"]
+    sd = "n/a" if s["sd"] is None else f"{s['sd']:.3%}"
+    print(
+        f"reference over {n_seeds_text(s['n'])}: mean {s['mean']:.3%} ± {sd}, "
+        f"min {s['min']:.2%}, max {s['max']:.2%}"
+    )
+    print(
+        f"ensemble of {ens['n_models']}: {ens['test_accuracy']:.2%} ({ens['test_errors']} errors)"
+    )
+    print(
+        f"published: {pub['run']} ({pub['selection']}): test accuracy {pub['test_accuracy']:.2%}, "
+        f"weights digest {pub['weights_digest']}"
+    )
+    for name in ("published", "mean", "ensemble"):
+        target = metrics["targets"][name]
+        verdict = "met" if target["met"] else "NOT met"
+        if "min_seeds" in target and target["n"] < target["min_seeds"]:
+            verdict += f" (needs >= {target['min_seeds']} seeds)"
+        print(f"target {name} >= {target['target']:.2%}: {verdict} ({target['value']:.3%})")
+
+
+def _print_trust_summary(out: Path) -> None:
+    """One line each for the robustness and calibration files, when `out` holds them."""
+    from .._io import read_json
+
+    if (out / "robustness.json").is_file():
+        model = read_json(out / "robustness.json")["model"]
+        worst = model["worst"]
+        print(
+            f"robustness over {len(model['accuracy'])} corruptions: mean accuracy "
+            f"{model['mean_accuracy']:.4f}, worst {worst} {model['accuracy'][worst]:.4f}"
+        )
+    if (out / "calibration.json").is_file():
+        calibration = read_json(out / "calibration.json")
+        before, after = (calibration["test"][k]["ece"] for k in ("uncalibrated", "calibrated"))
+        print(
+            f"calibration: test ECE {before:.2%}, {after:.2%} after temperature scaling "
+            f"(T = {calibration['temperature']:.3f}, fitted on the holdout)"
+        )
+
+
+class _RunClock:
+    """Time left in `reproduce`, from the epochs timed so far in this process: each model's
+    mean seconds per epoch times the epochs still to train (runs recorded earlier cost 0)."""
+
+    def __init__(self, epochs: dict[str, int]) -> None:
+        self.epochs = epochs  # model name -> epochs per run
+        self.seconds: dict[str, list[float]] = {}
+        self.model = ""
+
+    def start(self, run: str, runs_after: int) -> str:
+        self.model = run.split("-seed")[0]
+        self.done_in_run = 0
+        self.runs_after = runs_after
+        return self.estimate()
+
+    def epoch_done(self, row: dict[str, float]) -> None:
+        self.seconds.setdefault(self.model, []).append(row["seconds"])
+        self.done_in_run += 1
+
+    def estimate(self) -> str:
+        timed = self.seconds.get(self.model) or self.seconds.get("reference")
+        if not timed:
+            return "time left: estimated once an epoch is timed"
+        per_epoch = sum(timed) / len(timed)
+        # The later runs are reference seeds; the notebook's model (trained second) is cheaper.
+        left = per_epoch * (self.epochs[self.model] - self.done_in_run)
+        left += per_epoch * self.epochs["reference"] * self.runs_after
+        return f"about {_duration(left)} left at most (at {per_epoch:.0f} s per epoch)"
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    _start_tensorflow()  # before importing .reproduction, which imports TensorFlow
+    from .._io import read_json
+    from ..reproduction import (
+        CHECKS,
+        METRICS_FILE,
+        check_readme,
+        check_results,
+        merge_results,
+        parse_shard,
+        replot,
+        reproduce,
+        update_readme,
+    )
+
+    out = Path(args.out)
+    if args.replot:  # no training, no table: the figures only
+        if args.check or args.merge or args.shard or args.readme:
+            raise CliError("--replot draws the figures only: not with --check, --merge, "
+                           "--shard or --readme")  # fmt: skip
+        for path in replot(out, data=_common._load_data(args.data)):
+            print(f"drew {path}")
+        return EXIT_OK
+    if args.readme:
+        check_readme(args.readme)  # a README without markers fails now, not after training
+    if not args.check:
+        if args.seeds < 1:
+            raise CliError(f"--seeds must be >= 1, got {args.seeds}")
+        smoke = {"epochs": args.epochs, "train_subset": args.train_subset}
+        smoke = {field: value for field, value in smoke.items() if value is not None}
+        config = TrainConfig.recipe("reference", **smoke)
+        seed_config = TrainConfig.recipe("seed", **smoke)
+        print(f"reference runs: {_config_line(config)}", flush=True)
+        print(f"notebook run: {_config_line(seed_config)}", flush=True)
+    shard = parse_shard(args.shard) if args.shard is not None else None
+    if args.check and (shard is not None or args.merge):
+        raise CliError("--check verifies a results folder: not with --shard or --merge")
+    data = _common._load_data(args.data)
+    if args.merge:
+        metrics = merge_results(
+            args.merge, out, seeds=args.seeds, data=data, config=config, seed_config=seed_config
+        )
+        if not metrics:
+            raise CliError(f"no shard in {', '.join(args.merge)} holds the published seed's run")
+        _print_reproduce_summary(metrics)
+        print(f"merged {len(args.merge)} shard folder(s) into {out}/")
+    elif args.check:
+        problems = check_results(out, data=data)
+        for problem in problems:
+            print(problem)
+        if problems:
+            _err(f"{len(problems)} problem(s) found in {out}/")
+            return EXIT_CHECK_FAILED
+        metrics = read_json(out / METRICS_FILE)
+        print(f"checked {out}/ against the MNIST test set ({len(data.y_test):,} images):")
+        for line in CHECKS:
+            print(f"  - {line}")
+        _print_reproduce_summary(metrics)
+        _print_trust_summary(out)
+        print("results verified")
+    else:
+        print(
+            f"reference seeds 0..{args.seeds - 1} (published: seed 0, fixed before training) "
+            f"and the notebook's model, seed 0: runs in {args.runs_dir}/, results into {out}/"
+            + (f"; shard {shard[0]}/{shard[1]}: every {shard[1]}th run" if shard else ""),
+            flush=True,
+        )
+        clock = _RunClock({"reference": config.epochs, "seed": seed_config.epochs})
+
+        def on_run(k: int, n: int, run: str, recorded: bool) -> None:
+            if recorded:
+                print(f"run {k} of {n}: {run}: already recorded in {out}/, not retrained")
+                return
+            # The later runs of the plan that are this shard's (0-based plan indices k..n-1).
+            later = [j for j in range(k, n) if shard is None or j % shard[1] == shard[0] - 1]
+            print(f"run {k} of {n}: {run}, {clock.start(run, len(later))}", flush=True)
+            print(_EPOCH_HEADER, flush=True)
+
+        def progress(run: str, row: dict[str, float]) -> None:
+            clock.epoch_done(row)
+            _print_epoch(row)
+
+        metrics = reproduce(
+            seeds=args.seeds,
+            data=data,
+            out_dir=out,
+            runs_dir=args.runs_dir,
+            config=config,
+            seed_config=seed_config,
+            shard=shard,
+            progress=progress,
+            on_run=on_run,
+        )
+        if metrics:
+            _print_reproduce_summary(metrics)
+        else:  # a shard without the published seed: nothing to summarise yet
+            print(f"recorded this shard's runs in {out}/; merge the shards with --merge")
+        print(f"wrote {out}/")
+    if args.readme and metrics:
+        changed = update_readme(args.readme, metrics)
+        _print_readme_update(args.readme, "results table", changed)
+    return EXIT_OK
+
+
+def _add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reproduce",
+        help="train the published runs (several seeds) and write results/; or --check them",
+        description="Train the reference recipe for each seed and the seed notebook's model "
+        "(seed 0), each in its own folder under --runs-dir (resumable: kill and restart at "
+        "any time), then write metrics, histories, the published model (the first seed, fixed "
+        "before training) and its plots into --out. --check verifies --out without training.",
+    )
+    p.add_argument("--seeds", type=int, default=5, help="reference seeds 0..N-1 (default: 5)")
+    p.add_argument("--out", default="results", help="results folder (default: results)")
+    p.add_argument(
+        "--runs-dir", default="runs/reproduce", help="training folders (default: runs/reproduce)"
+    )
+    p.add_argument("--data", default=None, help=f"MNIST folder (default: ${DATA_ENV}, then cache)")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="no training: verify --out against the data; exit 1 on any problem (default: off)",
+    )
+    p.add_argument(
+        "--replot",
+        action="store_true",
+        help="no training: draw the published run's figures in --out again from its recorded "
+        "history and model (default: off)",
+    )
+    p.add_argument(
+        "--readme",
+        default=None,
+        help="regenerate the results table between the markers in this file from "
+        "--out/metrics.json; with --check, only once verified (default: none)",
+    )
+    p.add_argument("--epochs", type=int, default=None, help="smoke runs only: epochs (default: 30)")
+    p.add_argument(
+        "--train-subset",
+        type=int,
+        default=None,
+        help="smoke runs only: train on the first N images (default: all)",
+    )
+    p.add_argument(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="train only runs K, K+N, K+2N, ... of the plan (1-based; a job array runs one "
+        "shard per task, e.g. --shard $SLURM_ARRAY_TASK_ID/4 with --array=1-4; "
+        "one GPU each: CUDA_VISIBLE_DEVICES=i) (default: every run)",
+    )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="no training: gather the runs the shards recorded in these --out folders into "
+        "--out and write its metrics.json; same --seeds (and smoke flags) as the shards",
+    )
+    p.set_defaults(func=_cmd_reproduce)
+
+
+# -- select -------------------------------------------------------------------------------
+
+
+def _cmd_select(args: argparse.Namespace) -> int:
+    _start_tensorflow()  # selection reads the builders' options, which imports Keras
+    from ..selection import (
+        candidates_table,
+        check_readme,
+        record_candidate,
+        recorded_candidates,
+        update_readme,
+    )
+
+    if args.readme:
+        check_readme(args.readme)  # a README without markers fails before anything is written
+    for run_dir in args.runs:
+        record = record_candidate(run_dir, args.out)
+        print(
+            f"recorded {Path(args.out) / 'holdout' / record['run']}.json: final-epoch holdout "
+            f"accuracy {record['holdout_accuracy']:.2%} ({record['holdout_errors']} errors)"
+        )
+    records = recorded_candidates(args.out)
+    print(candidates_table(records))
+    if args.readme:
+        changed = update_readme(args.readme, records)
+        _print_readme_update(args.readme, "holdout table", changed)
+    return EXIT_OK
+
+
+def _add_select_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "select",
+        help="record finished holdout runs as recipe candidates and print their table",
+        description="Record each finished run folder (trained with --validation holdout) in "
+        "--out/holdout/<run>.json: config, final-epoch holdout accuracy, wall time, provenance, "
+        "never a test-set score. Then print the table of every recorded candidate, grouped by "
+        "recipe, and optionally regenerate it in a README.",
+    )
+    p.add_argument("runs", nargs="*", help="finished holdout run folders to record (default: none)")
+    p.add_argument("--out", default="results", help="results folder (default: results)")
+    p.add_argument(
+        "--readme",
+        default=None,
+        help="regenerate the table between the holdout-table markers in this file (default: none)",
+    )
+    p.set_defaults(func=_cmd_select)
