@@ -34,7 +34,7 @@ def _bench_out(args: argparse.Namespace) -> Path | None:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     _start_tensorflow()
-    from . import bench
+    from .. import bench
 
     if args.report:  # render only
         return _bench_readme(bench, args)
