@@ -282,6 +282,8 @@ class _Stop(Exception):
     pass
 
 
+# Two more smoke reproductions (~30 s); the fast tier keeps the recorded-runs-survive test.
+@pytest.mark.slow
 def test_an_interrupted_reproduction_publishes_what_is_finished(repro, small_data, tmp_path):
     out, runs = tmp_path / "results", tmp_path / "runs"
 

@@ -152,6 +152,8 @@ def averaged_run(mnist):
     return train(tiny_config(**AVERAGED), mnist)
 
 
+# Weight averaging is an option no published recipe uses: its trainings run in the slow tier.
+@pytest.mark.slow
 def test_averaging_leaves_the_training_trajectory_alone(uncalibrated_run, averaged_run):
     # The average only reads the weights, so training is bit-identical, and the last
     # weights score exactly what the plain run's weights scored: a paired comparison.
@@ -166,6 +168,8 @@ def test_averaging_leaves_the_training_trajectory_alone(uncalibrated_run, averag
     assert averaged_run.metrics["weights_digest"] != uncalibrated_run.metrics["weights_digest"]
 
 
+# Weight averaging is an option no published recipe uses: its trainings run in the slow tier.
+@pytest.mark.slow
 def test_averaged_run_is_deterministic_and_resumable(averaged_run, mnist, tmp_path):
     config = tiny_config(**AVERAGED)
 
@@ -181,6 +185,8 @@ def test_averaged_run_is_deterministic_and_resumable(averaged_run, mnist, tmp_pa
     assert weights_digest(load_model(tmp_path)) == averaged_run.metrics["weights_digest"]
 
 
+# Weight averaging is an option no published recipe uses: its trainings run in the slow tier.
+@pytest.mark.slow
 def test_plain_checkpoint_does_not_load_into_an_averaged_run(mnist, tmp_path):
     train(tiny_config(epochs=1), mnist, tmp_path)
     (tmp_path / "metrics.json").unlink()
