@@ -3,6 +3,7 @@ and results live, TensorFlow's quiet start-up, and small formatting helpers."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -24,6 +25,13 @@ def _err(message: str) -> None:
 def _data_dir_from_env(explicit: str | None) -> str | None:
     """The data folder: the flag if given, else $MNIST_BENCH_DATA, else None (loader decides)."""
     return explicit or os.environ.get(DATA_ENV) or None
+
+
+def _add_data_flag(parser: argparse.ArgumentParser) -> None:
+    """The `--data DIR` flag every command that reads MNIST takes (see `_load_data`)."""
+    parser.add_argument(
+        "--data", default=None, help=f"MNIST folder (default: ${DATA_ENV}, then cache)"
+    )
 
 
 def _load_data(explicit: str | None) -> MnistData:

@@ -10,11 +10,11 @@ from typing import Any
 
 from . import _common
 from ._common import (
-    DATA_ENV,
     DEFAULT_BENCH_OUT,
     EXIT_BAD_INPUT,
     EXIT_CHECK_FAILED,
     EXIT_OK,
+    _add_data_flag,
     _data_dir_from_env,
     _err,
     _print_readme_update,
@@ -160,7 +160,7 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
         help=f"folder (default: {DEFAULT_BENCH_OUT}; with --quick: write nothing, or with "
         "--suite gpu a temporary folder)",
     )
-    p.add_argument("--data", default=None, help=f"MNIST folder (default: ${DATA_ENV}, then cache)")
+    _add_data_flag(p)
     p.add_argument(
         "--no-write", action="store_true", help="print only, write no JSON (default: write)"
     )

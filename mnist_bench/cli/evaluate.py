@@ -9,8 +9,8 @@ import numpy as np
 
 from . import _common
 from ._common import (
-    DATA_ENV,
     EXIT_OK,
+    _add_data_flag,
     _start_tensorflow,
 )
 
@@ -66,7 +66,7 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
         help="a .keras/.h5 file or a folder holding one; or an exported model (`mnist-bench "
         "export`): a .tflite file or a SavedModel folder",
     )
-    p.add_argument("--data", default=None, help=f"MNIST folder (default: ${DATA_ENV}, then cache)")
+    _add_data_flag(p)
     p.add_argument("--json", default=None, help="also write the full report to this JSON file")
     p.set_defaults(func=_cmd_evaluate)
 

@@ -10,10 +10,10 @@ from typing import Any
 from ..config import TrainConfig
 from . import _common
 from ._common import (
-    DATA_ENV,
     EXIT_CHECK_FAILED,
     EXIT_OK,
     CliError,
+    _add_data_flag,
     _duration,
     _err,
     _print_readme_update,
@@ -224,7 +224,7 @@ def _add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--runs-dir", default="runs/reproduce", help="training folders (default: runs/reproduce)"
     )
-    p.add_argument("--data", default=None, help=f"MNIST folder (default: ${DATA_ENV}, then cache)")
+    _add_data_flag(p)
     p.add_argument(
         "--check",
         action="store_true",

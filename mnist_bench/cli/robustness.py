@@ -8,9 +8,9 @@ from typing import Any
 
 from . import _common
 from ._common import (
-    DATA_ENV,
     EXIT_OK,
     CliError,
+    _add_data_flag,
     _start_tensorflow,
     _update_table,
 )
@@ -173,7 +173,7 @@ def _add_robustness_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--holdout-size", type=int, default=10_000, help="(default: 10000)")
     p.add_argument("--seed", type=int, default=0, help="base corruption seed (default: 0)")
-    p.add_argument("--data", default=None, help=f"MNIST folder (default: ${DATA_ENV}, then cache)")
+    _add_data_flag(p)
     p.add_argument(
         "--readme",
         default=None,
@@ -199,7 +199,7 @@ def _add_robustness_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", nargs="?", help="a .keras/.h5 file, or a folder holding one")
     p.add_argument("--out", default="results", help="output folder (default: results)")
     p.add_argument("--holdout-size", type=int, default=10_000, help="(default: 10000)")
-    p.add_argument("--data", default=None, help=f"MNIST folder (default: ${DATA_ENV}, then cache)")
+    _add_data_flag(p)
     p.add_argument(
         "--readme",
         default=None,

@@ -9,10 +9,10 @@ from typing import Any
 
 from . import _common
 from ._common import (
-    DATA_ENV,
     EXIT_CHECK_FAILED,
     EXIT_OK,
     CliError,
+    _add_data_flag,
     _err,
     _start_tensorflow,
     _update_table,
@@ -104,7 +104,7 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
         default="results/export.json",
         help="accuracy record to update (default: results/export.json)",
     )
-    p.add_argument("--data", default=None, help=f"MNIST folder (default: ${DATA_ENV}, then cache)")
+    _add_data_flag(p)
     p.add_argument(
         "--readme",
         default=None,
@@ -192,7 +192,7 @@ def _add_export_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", default="results/inference.json", help="(default: results/inference.json)"
     )
-    p.add_argument("--data", default=None, help=f"MNIST folder (default: ${DATA_ENV}, then cache)")
+    _add_data_flag(p)
     p.add_argument(
         "--readme",
         default=None,
@@ -315,7 +315,7 @@ def _add_serve_load_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out", default="results/serve_load.json", help="(default: results/serve_load.json)"
     )
-    p.add_argument("--data", default=None, help=f"MNIST folder (default: ${DATA_ENV}, then cache)")
+    _add_data_flag(p)
     p.add_argument(
         "--readme",
         default=None,

@@ -22,8 +22,8 @@ from ..config import (
 )
 from . import _common
 from ._common import (
-    DATA_ENV,
     EXIT_OK,
+    _add_data_flag,
     _duration,
     _plural,
     _start_tensorflow,
@@ -208,7 +208,7 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", default=None, help="a config.json to start from (default: none)")
     p.add_argument("--out", required=True, help="output folder; resumed if it holds the same run")
-    p.add_argument("--data", default=None, help=f"MNIST folder (default: ${DATA_ENV}, then cache)")
+    _add_data_flag(p)
     p.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: 30)")
     p.add_argument("--batch-size", type=int, default=None, help="batch size (default: 256)")
