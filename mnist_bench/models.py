@@ -234,18 +234,42 @@ def save_model(model: keras.Model, directory: str | Path) -> dict[str, Path]:
     """Save `model` into `directory` as `network_for_mnist.h5` (the seed's file, legacy
     HDF5) and `model.keras` (Keras 3's native zip format). Creates the folder if needed.
 
+    A model the legacy HDF5 format cannot hold (`h5_round_trips` is False) is saved as
+    `model.keras` only.
+
     Returns
     -------
     dict
-        ``{"h5": path, "keras": path}`` of the files written.
+        ``{"h5": path, "keras": path}`` of the files written (no ``"h5"`` for such a model).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"h5": directory / H5_NAME, "keras": directory / KERAS_NAME}
+    if not h5_round_trips(model):
+        del paths["h5"]
+        (directory / H5_NAME).unlink(missing_ok=True)  # an older save's: another model now
     for path in paths.values():
         with atomic_path(path) as tmp:  # a crash mid-save never leaves a half-written model
             _save_keeping_compile_config(model, tmp)
     return paths
+
+
+def h5_round_trips(model: keras.Model) -> bool:
+    """Whether `keras.models.load_model` gives `model` back from a legacy ``.h5`` file. Keras
+    3.15's HDF5 loader drops a layer's ``axis`` when it is a list of more than one axis
+    (keras/src/legacy/saving/saving_utils.py), e.g. the per-image standardisation of
+    `build_reference(standardize=True)`, which would then load normalising over channels."""
+    return not any(
+        isinstance(layer.get_config().get("axis"), list | tuple)
+        and len(layer.get_config()["axis"]) > 1
+        for layer in model.layers
+    )
+
+
+def h5_published(model_options: dict) -> bool:
+    """Whether a model built with these `build_model` options is saved as ``.h5`` too (see
+    `h5_round_trips`): all but the standardising ones."""
+    return not model_options.get("standardize", False)
 
 
 def _save_keeping_compile_config(model: keras.Model, path: Path) -> None:

@@ -37,9 +37,10 @@ import numpy as np
 from ._io import atomic_path, read_json, read_marked, replace_marked, write_json
 from .config import TrainConfig
 from .evaluation import evaluate, predict
-from .models import H5_NAME, KERAS_NAME, load_model
+from .models import H5_NAME, KERAS_NAME, h5_published, load_model
 from .plots import plot_history, plot_report
 from .provenance import provenance
+from .published import recipe_name
 from .selection import accuracy_summary
 from .training import CONFIG_FILE, METRICS_FILE, TrainResult, train, weights_digest
 
@@ -191,7 +192,14 @@ def _expected_files(metrics: dict) -> list[str]:
         names.append(metrics["seed_model"]["run"])
     kinds = ((HISTORY_DIR, "json"), (RUNS_DIR, "json"), (PROBS_DIR, "npy"))
     per_run = [f"{folder}/{n}.{ext}" for n in names for folder, ext in kinds]
-    return [METRICS_FILE, H5_NAME, KERAS_NAME, CONFIG_FILE, *PLOT_FILES, *per_run]
+    return [METRICS_FILE, *_model_files(metrics), CONFIG_FILE, *PLOT_FILES, *per_run]
+
+
+def _model_files(metrics: dict) -> list[str]:
+    """The published model's files: `model.keras`, and the seed's `.h5` where that format
+    holds the model (`models.h5_published`)."""
+    options = metrics.get("published", {}).get("config", {}).get("model_options", {})
+    return [KERAS_NAME, H5_NAME] if h5_published(options) else [KERAS_NAME]
 
 
 def _publish(
@@ -207,7 +215,8 @@ def _publish(
             f"{METRICS_FILE} ({digest}); the run folder is inconsistent"
         )
     for name in (H5_NAME, KERAS_NAME, CONFIG_FILE):
-        _copy_atomic(run_dir / name, out / name)
+        if name != H5_NAME or (run_dir / name).is_file():  # no .h5 where it cannot hold it
+            _copy_atomic(run_dir / name, out / name)
     plot_history(history, out / "loss_curves.png")
     plot_report(report, data.x_test, data.y_test, out)
 
@@ -468,7 +477,8 @@ def merge_results(
                 _copy_atomic(src, dst)  # runs/ last: it marks the run as recorded
             if name == names[0]:  # the published run: its model, config and plots
                 for file in (H5_NAME, KERAS_NAME, CONFIG_FILE, *PLOT_FILES):
-                    _copy_atomic(shard / file, out / file)
+                    if file != H5_NAME or (shard / file).is_file():
+                        _copy_atomic(shard / file, out / file)
     return _write_metrics(out, seed_list, plan, data)
 
 
@@ -565,7 +575,8 @@ def _write_metrics(out: Path, seeds: list[int], plan: list[TrainConfig], data: M
 
 # What `check_results` verifies, in words (printed by `mnist-bench reproduce --check`).
 CHECKS = (
-    "model.keras and network_for_mnist.h5 load with plain keras.models.load_model; each one's "
+    "model.keras (and network_for_mnist.h5, where that format holds the model) load with plain "
+    "keras.models.load_model; each one's "
     "test accuracy equals metrics.json's published accuracy exactly, and its weights digest "
     "the published digest",
     "the mean, sd, min and max over the seeds and the targets recomputed from runs/*.json",
@@ -614,7 +625,7 @@ def check_results(out_dir: str | Path = "results", *, data: MnistData) -> list[s
         return [detail if str(out) in detail else f"{out / METRICS_FILE}: {detail}"]
     problems += [f"{out / name}: missing" for name in _expected_files(metrics)
                  if not (out / name).is_file()]  # fmt: skip
-    for name in (KERAS_NAME, H5_NAME):
+    for name in _model_files(metrics):
         problems += _check_published_model(out, name, published, data)
     return problems + _check_trust_files(out, data)
 
@@ -649,14 +660,15 @@ def results_table(metrics: dict) -> str:
     runs, summary, ens = metrics["runs"], metrics["summary"], metrics["ensemble"]
     pub, seed_model = metrics["published"], metrics["seed_model"]
     sd = "n/a (1 run)" if summary["sd"] is None else _pct(summary["sd"], 3)
+    recipe = recipe_name(pub["config"])
     lines = [
         "| model | test accuracy | test errors | test loss | train accuracy | wall time |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
-        _table_row(f"**published**: reference, seed {pub['seed']} ({pub['selection']})", pub),
-        *(_table_row(f"reference, seed {run['seed']}", run) for run in runs),
-        f"| reference, mean ± sd over {n_seeds_text(summary['n'])} "
+        _table_row(f"**published**: {recipe}, seed {pub['seed']} ({pub['selection']})", pub),
+        *(_table_row(f"{recipe}, seed {run['seed']}", run) for run in runs),
+        f"| {recipe}, mean ± sd over {n_seeds_text(summary['n'])} "
         f"| {_pct(summary['mean'], 3)} ± {sd} | | | | |",
-        f"| reference, min / max | {_pct(summary['min'])} / {_pct(summary['max'])} | | | | |",
+        f"| {recipe}, min / max | {_pct(summary['min'])} / {_pct(summary['max'])} | | | | |",
         f"| ensemble of {ens['n_models']} (mean softmax) | {_pct(ens['test_accuracy'])} | "
         f"{ens['test_errors']} | | | |",
         _table_row(f"seed notebook's model, seed {seed_model['seed']}", seed_model)

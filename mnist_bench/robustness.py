@@ -352,35 +352,37 @@ def robustness_figure(
     return plot_corruptions(examples, accuracies, labels, path)
 
 
-def robustness_table(record: Mapping[str, Any]) -> str:
-    """A Markdown table of a robustness record: accuracy per corruption of the model and the
-    baseline, CE, then the mean, the minimum and the mCE."""
-    base = record["baseline"]
-    lines = [
-        f"| corruption ({record['n_images']:,} {record['split']} digits) "
-        f"| {record['model']['name']} (published) | "
-        "seed notebook's model | CE |",
-        "| --- | ---: | ---: | ---: |",
-        f"| none (clean) | {_pct(record['model']['clean_accuracy'])} | "
-        f"{_pct(base['clean_accuracy']) if base else ''} | |",
-    ]
+def robustness_table(records: Mapping[str, Mapping[str, Any]]) -> str:
+    """A Markdown table of robustness records, one per published recipe (name -> record, the
+    first the published model's): accuracy per corruption of each recipe's model and of the
+    first record's baseline (the seed notebook's model), then the mean, the minimum and the
+    mCE against that baseline."""
+    names = list(records)
+    first = records[names[0]]
+    base = first["baseline"]
+    rows: list[list[str]] = [
+        [f"corruption ({first['n_images']:,} {first['split']} digits)",
+         *(f"{n} (published)" if i == 0 else n for i, n in enumerate(names)),
+         "seed notebook's model"],
+        ["---", *["---:"] * (len(names) + 1)],
+        ["none (clean)", *(_pct(r["model"]["clean_accuracy"]) for r in records.values()),
+         _pct(base["clean_accuracy"]) if base else ""],
+    ]  # fmt: skip
     for name in CORRUPTIONS:  # MNIST-C's order (JSON files hold keys sorted)
-        acc = record["model"]["accuracy"][name]
-        ce = record["ce"][name] if record["ce"] else None
-        lines.append(
-            f"| {name.replace('_', ' ')} | {_pct(acc)} | "
-            f"{_pct(base['accuracy'][name]) if base else ''} | "
-            f"{'' if ce is None else f'{ce:.2f}'} |"
-        )
-    mce = "" if record["mce"] is None else f"**{record['mce']:.2f}**"
-    lines += [
-        f"| **mean over {len(record['model']['accuracy'])}** | "
-        f"**{_pct(record['model']['mean_accuracy'])}** | "
-        f"{_pct(base['mean_accuracy']) if base else ''} | {mce} |",
-        f"| min | {_pct(record['model']['min_accuracy'])} ({record['model']['worst']}) | "
-        f"{_pct(base['min_accuracy']) if base else ''} ({base['worst'] if base else ''}) | |",
-    ]
-    return "\n".join(lines)
+        rows.append([name.replace("_", " "),
+                     *(_pct(r["model"]["accuracy"][name]) for r in records.values()),
+                     _pct(base["accuracy"][name]) if base else ""])  # fmt: skip
+    rows += [
+        [f"**mean over {len(CORRUPTIONS)}**",
+         *(f"**{_pct(r['model']['mean_accuracy'])}**" for r in records.values()),
+         _pct(base["mean_accuracy"]) if base else ""],
+        ["min", *(f"{_pct(r['model']['min_accuracy'])} ({r['model']['worst']})"
+                  for r in records.values()),
+         f"{_pct(base['min_accuracy'])} ({base['worst']})" if base else ""],
+        ["mCE (vs the notebook's model; < 1 is better)",
+         *("" if r["mce"] is None else f"{r['mce']:.2f}" for r in records.values()), "1"],
+    ]  # fmt: skip
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
 def _pct(value: float) -> str:
@@ -523,21 +525,23 @@ def write_calibration(
     return paths
 
 
-def calibration_table(record: Mapping[str, Any]) -> str:
-    """A Markdown table of a calibration record: test-set ECE, NLL, Brier score and mean
-    confidence before and after temperature scaling."""
-    t = record["test"]
+def calibration_table(records: Mapping[str, Mapping[str, Any]]) -> str:
+    """A Markdown table of calibration records, one per published recipe (name -> record):
+    test-set accuracy, mean confidence, ECE, NLL and Brier score before and after
+    temperature scaling."""
     lines = [
         "| model (10,000 test digits) | accuracy | mean confidence | ECE (15 bins) | NLL | Brier |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for key, label in (("uncalibrated", "as trained"), ("calibrated", "temperature-scaled")):
-        m = t[key]
-        suffix = f", T = {record['temperature']:.3f}" if key == "calibrated" else ""
-        lines.append(
-            f"| {label}{suffix} | {_pct(m['accuracy'])} | {m['mean_confidence']:.4f} | "
-            f"{_pct(m['ece'])} | {m['nll']:.4f} | {m['brier']:.4f} |"
-        )
+    for recipe, record in records.items():
+        for key, label in (("uncalibrated", "as trained"), ("calibrated", "temperature-scaled")):
+            m = record["test"][key]
+            suffix = f", T = {record['temperature']:.3f}" if key == "calibrated" else ""
+            lines.append(
+                f"| {recipe}, {label}{suffix} | {_pct(m['accuracy'])} | "
+                f"{m['mean_confidence']:.4f} | {_pct(m['ece'])} | {m['nll']:.4f} | "
+                f"{m['brier']:.4f} |"
+            )
     return "\n".join(lines)
 
 

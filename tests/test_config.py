@@ -268,7 +268,7 @@ def test_recipe_overrides_are_validated():
 
 @pytest.mark.parametrize("name", ["vgg", "Seed", ""])
 def test_unknown_recipe_raises_listing_recipes(name):
-    message = f"recipe must be one of ['seed', 'reference'], got {name!r}"
+    message = f"recipe must be one of ['seed', 'reference', 'robust'], got {name!r}"
     with pytest.raises(ValueError, match=re.escape(message)):
         TrainConfig.recipe(name)
 

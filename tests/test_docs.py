@@ -13,38 +13,49 @@ import pytest
 
 from mnist_bench._io import read_json
 from mnist_bench.cli import CALIBRATION_MARKERS, ROBUSTNESS_MARKERS
+from mnist_bench.cli.robustness import _calibration_body, _robustness_body
 from mnist_bench.export import EXPORT_TABLE_MARKERS, export_table
 from mnist_bench.export_bench import INFERENCE_TABLE_MARKERS, inference_table
-from mnist_bench.robustness import calibration_table, robustness_table
+from mnist_bench.published import README_MARKERS as RECIPES_MARKERS
+from mnist_bench.published import recipes_table
 from mnist_bench.serving.load import SERVE_LOAD_TABLE_MARKERS, serve_load_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# (page, markers, renderer, results file, the command that regenerates the table)
+
+def _from(render, name):
+    """A table body from one results file: `render` of results/<name>."""
+    return lambda root: render(read_json(root / name))
+
+
+# (page, markers, the table body from the results root, the command that regenerates it)
 TABLES = {
-    "robustness": ("README.md", ROBUSTNESS_MARKERS, robustness_table, "robustness.json",
-                   "mnist-bench robustness --table-only --readme README.md"),
-    "calibration": ("README.md", CALIBRATION_MARKERS, calibration_table, "calibration.json",
-                    "mnist-bench calibrate --table-only --readme README.md"),
-    "export-readme": ("README.md", EXPORT_TABLE_MARKERS, export_table, "export.json",
+    "robustness": ("docs/robustness.md", ROBUSTNESS_MARKERS, _robustness_body,
+                   "mnist-bench robustness --table-only --readme docs/robustness.md"),
+    "calibration": ("docs/robustness.md", CALIBRATION_MARKERS, _calibration_body,
+                    "mnist-bench calibrate --table-only --readme docs/robustness.md"),
+    "recipes": ("README.md", RECIPES_MARKERS, recipes_table,
+                "mnist-bench reproduce --check --readme README.md"),
+    "export-readme": ("README.md", EXPORT_TABLE_MARKERS, _from(export_table, "export.json"),
                       "mnist-bench export --report --readme README.md"),
-    "export-docs": ("docs/serving.md", EXPORT_TABLE_MARKERS, export_table, "export.json",
+    "export-docs": ("docs/serving.md", EXPORT_TABLE_MARKERS, _from(export_table, "export.json"),
                     "mnist-bench export --report --readme docs/serving.md"),
-    "inference": ("docs/serving.md", INFERENCE_TABLE_MARKERS, inference_table, "inference.json",
+    "inference": ("docs/serving.md", INFERENCE_TABLE_MARKERS,
+                  _from(inference_table, "inference.json"),
                   "mnist-bench export-bench --report --readme docs/serving.md"),
-    "serve-load": ("docs/serving.md", SERVE_LOAD_TABLE_MARKERS, serve_load_table,
-                   "serve_load.json", "mnist-bench serve-load --report --readme docs/serving.md"),
+    "serve-load": ("docs/serving.md", SERVE_LOAD_TABLE_MARKERS,
+                   _from(serve_load_table, "serve_load.json"),
+                   "mnist-bench serve-load --report --readme docs/serving.md"),
 }  # fmt: skip
 
 
-@pytest.mark.parametrize(("page", "markers", "render", "name", "command"), TABLES.values(),
-                         ids=TABLES)  # fmt: skip
-def test_generated_table_matches_the_results_file(page, markers, render, name, command):
+@pytest.mark.parametrize(("page", "markers", "body", "command"), TABLES.values(), ids=TABLES)
+def test_generated_table_matches_the_results_file(page, markers, body, command):
     text = (ROOT / page).read_text()
     begin, end = markers
     assert text.count(begin) == 1 and text.count(end) == 1, f"{page}: markers {markers}"
     table = text.split(begin)[1].split(end)[0].strip("\n")
-    assert table == render(read_json(ROOT / "results" / name)), f"{page} is stale: run `{command}`"
+    assert table == body(ROOT / "results"), f"{page} is stale: run `{command}`"
 
 
 def test_readme_stays_a_front_page():

@@ -21,7 +21,14 @@ from keras import layers
 
 from mnist_bench import MODEL_NAMES, TrainConfig, build_model, load_model, model_flops, save_model
 from mnist_bench.config import MODEL_OPTIONS
-from mnist_bench.models import build_reference, build_seed, model_option_defaults, model_options
+from mnist_bench.models import (
+    build_reference,
+    build_seed,
+    h5_published,
+    h5_round_trips,
+    model_option_defaults,
+    model_options,
+)
 
 BUILDERS = {"seed": build_seed, "reference": build_reference}
 H5, KERAS = "network_for_mnist.h5", "model.keras"
@@ -279,6 +286,25 @@ def test_save_model_overwrites_in_place(saved, tmp_path):
     shutil.copytree(folder, copy)
     save_model(model, copy)
     assert sorted(os.listdir(copy)) == sorted([H5, KERAS])
+
+
+def test_a_standardising_model_is_saved_as_keras_only_because_h5_would_lose_it(tmp_path):
+    model = build_model("reference", convs_per_stage=[1, 2, 2], standardize=True)
+    assert not h5_round_trips(model) and not h5_published({"standardize": True})
+    (tmp_path / H5).write_bytes(b"stale")  # an older save's file is removed, not left behind
+    assert save_model(model, tmp_path) == {"keras": tmp_path / KERAS}
+    assert sorted(os.listdir(tmp_path)) == [KERAS]
+    # Why: Keras' HDF5 loader drops the three-axis `axis` of the standardisation layer. The
+    # day a Keras release loads it back, this fails: then the .h5 file can come back.
+    model.save(tmp_path / "direct.h5")
+    loaded = keras.models.load_model(tmp_path / "direct.h5")
+    axis = {layer.name: layer.get_config().get("axis") for layer in loaded.layers}
+    assert axis["per_image_standardization"] != [1, 2, 3]
+
+
+def test_every_other_model_round_trips_through_h5(models):
+    assert all(h5_round_trips(model) for model in models.values())
+    assert h5_published({}) and h5_published({"convs_per_stage": [1, 2, 2]})
 
 
 LOADERS = {

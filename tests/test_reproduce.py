@@ -462,6 +462,27 @@ def test_cli_readme_without_markers_fails_before_training(run_cli, tmp_path):
     assert out == "" and not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
 
 
+def test_cli_reproduces_the_robust_recipe_beside_the_reference(repro, run_cli, tmp_path):
+    out, runs = tmp_path / "results" / "robust", tmp_path / "runs"
+    for folder, ext in (("history", "json"), ("probabilities", "npy"), ("runs", "json")):
+        (out / folder).mkdir(parents=True)  # the notebook's run: the same in both recipes
+        shutil.copy(repro.out / folder / f"seed-seed0.{ext}", out / folder)
+    argv = ["--recipe", "robust", "--seeds", "1", "--epochs", "1", "--train-subset", "256"]
+    code, stdout, err = run_cli("reproduce", *argv, "--out", out, "--runs-dir", runs)
+    assert code == 0, err
+    changed = ", ".join(f"{k}={v}" for k, v in sorted(SMOKE.items()))
+    assert stdout.splitlines()[0] == f"robust runs: config: the 'robust' recipe with {changed}"
+    assert "run 2 of 2: seed-seed0: already recorded" in stdout  # not trained again
+    metrics = json.loads((out / "metrics.json").read_text())
+    robust = TrainConfig.recipe("robust", seed=0, **SMOKE)
+    assert TrainConfig.from_dict(metrics["published"]["config"]) == robust
+    assert "| **published**: robust, seed 0 " in results_table(metrics)
+    assert sorted(p.name for p in runs.iterdir()) == ["reference-seed0"]  # its own runs folder
+    code, stdout, err = run_cli("reproduce", "--check", "--recipe", "robust", "--out", out)
+    assert code == 0, stdout + err
+    assert stdout.startswith(f"checked {out}/ against") and "robust over 1 seed" in stdout
+
+
 def test_readme_results_table_matches_the_published_metrics():
     """README.md's table is what the committed results/metrics.json renders to."""
     root = Path(__file__).resolve().parents[1]

@@ -182,7 +182,7 @@ def test_calibrate_command_writes_a_loadable_calibrated_model(
     cal = read_json(tmp_path / "calibration.json")
     assert cal["fit"]["images"] == "training images 500..999"
     assert check_calibration(tmp_path / "calibration.json", published, small) == []
-    assert "| temperature-scaled, T = " in readme.read_text()
+    assert "| reference, temperature-scaled, T = " in readme.read_text()
     cal["temperature"] *= 1.01
     (tmp_path / "calibration.json").write_text(json.dumps(cal))
     problems = check_calibration(tmp_path / "calibration.json", published, small)

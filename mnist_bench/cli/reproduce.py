@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
+from ..published import PUBLISHED_DIRS
 from . import _common
 from ._common import (
     EXIT_CHECK_FAILED,
@@ -18,6 +19,7 @@ from ._common import (
     _err,
     _print_readme_update,
     _start_tensorflow,
+    _update_table,
 )
 from .train import _EPOCH_HEADER, _config_line, _print_epoch
 
@@ -37,8 +39,10 @@ def _print_reproduce_summary(metrics: dict[str, Any]) -> None:
         print(f"partial results: still to train and record: {', '.join(metrics['pending'])}")
     s, ens, pub = metrics["summary"], metrics["ensemble"], metrics["published"]
     sd = "n/a" if s["sd"] is None else f"{s['sd']:.3%}"
+    from ..published import recipe_name
+
     print(
-        f"reference over {n_seeds_text(s['n'])}: mean {s['mean']:.3%} ± {sd}, "
+        f"{recipe_name(pub['config'])} over {n_seeds_text(s['n'])}: mean {s['mean']:.3%} ± {sd}, "
         f"min {s['min']:.2%}, max {s['max']:.2%}"
     )
     print(
@@ -109,6 +113,7 @@ class _RunClock:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     _start_tensorflow()  # before importing .reproduction, which imports TensorFlow
     from .._io import read_json
+    from ..published import README_MARKERS, recipe_folder, recipe_folders, recipes_table
     from ..reproduction import (
         CHECKS,
         METRICS_FILE,
@@ -121,7 +126,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         update_readme,
     )
 
-    out = Path(args.out)
+    recipe = args.recipe or "reference"
+    out = Path(args.out) if args.out else recipe_folder("results", recipe)
+    # --check alone verifies every published recipe's folder under results/
+    checked = [out] if args.out or args.recipe else list(recipe_folders("results").values())
     if args.replot:  # no training, no table: the figures only
         if args.check or args.merge or args.shard or args.readme:
             raise CliError("--replot draws the figures only: not with --check, --merge, "
@@ -136,10 +144,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             raise CliError(f"--seeds must be >= 1, got {args.seeds}")
         smoke = {"epochs": args.epochs, "train_subset": args.train_subset}
         smoke = {field: value for field, value in smoke.items() if value is not None}
-        config = TrainConfig.recipe("reference", **smoke)
+        config = TrainConfig.recipe(recipe, **smoke)
         seed_config = TrainConfig.recipe("seed", **smoke)
-        print(f"reference runs: {_config_line(config)}", flush=True)
+        print(f"{recipe} runs: {_config_line(config)}", flush=True)
         print(f"notebook run: {_config_line(seed_config)}", flush=True)
+    runs_dir = args.runs_dir or ("runs/reproduce" if recipe == "reference" else f"runs/{recipe}")
     shard = parse_shard(args.shard) if args.shard is not None else None
     if args.check and (shard is not None or args.merge):
         raise CliError("--check verifies a results folder: not with --shard or --merge")
@@ -153,23 +162,31 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         _print_reproduce_summary(metrics)
         print(f"merged {len(args.merge)} shard folder(s) into {out}/")
     elif args.check:
-        problems = check_results(out, data=data)
+        if not checked:
+            raise CliError("no published results found under results/ (no metrics.json)")
+        problems = [problem for folder in checked for problem in check_results(folder, data=data)]
         for problem in problems:
             print(problem)
         if problems:
-            _err(f"{len(problems)} problem(s) found in {out}/")
+            _err(f"{len(problems)} problem(s) found in {', '.join(f'{f}/' for f in checked)}")
             return EXIT_CHECK_FAILED
-        metrics = read_json(out / METRICS_FILE)
-        print(f"checked {out}/ against the MNIST test set ({len(data.y_test):,} images):")
+        where = " and ".join(f"{folder}/" for folder in checked)
+        print(f"checked {where} against the MNIST test set ({len(data.y_test):,} images):")
         for line in CHECKS:
             print(f"  - {line}")
-        _print_reproduce_summary(metrics)
-        _print_trust_summary(out)
+        for folder in checked:
+            if len(checked) > 1:
+                print(f"\n{folder}/:")
+            _print_reproduce_summary(read_json(folder / METRICS_FILE))
+            _print_trust_summary(folder)
+        if len(checked) > 1:
+            print("\n" + recipes_table("results"))
+        metrics = read_json(checked[0] / METRICS_FILE)
         print("results verified")
     else:
         print(
-            f"reference seeds 0..{args.seeds - 1} (published: seed 0, fixed before training) "
-            f"and the notebook's model, seed 0: runs in {args.runs_dir}/, results into {out}/"
+            f"{recipe} seeds 0..{args.seeds - 1} (published: seed 0, fixed before training) "
+            f"and the notebook's model, seed 0: runs in {runs_dir}/, results into {out}/"
             + (f"; shard {shard[0]}/{shard[1]}: every {shard[1]}th run" if shard else ""),
             flush=True,
         )
@@ -192,7 +209,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             data=data,
             out_dir=out,
-            runs_dir=args.runs_dir,
+            runs_dir=runs_dir,
             config=config,
             seed_config=seed_config,
             shard=shard,
@@ -207,6 +224,9 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     if args.readme and metrics:
         changed = update_readme(args.readme, metrics)
         _print_readme_update(args.readme, "results table", changed)
+        if len(checked) > 1 and README_MARKERS[0] in Path(args.readme).read_text():
+            body = recipes_table("results")
+            _update_table(args.readme, README_MARKERS, body, "recipes table")
     return EXIT_OK
 
 
@@ -219,10 +239,21 @@ def _add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
         "any time), then write metrics, histories, the published model (the first seed, fixed "
         "before training) and its plots into --out. --check verifies --out without training.",
     )
-    p.add_argument("--seeds", type=int, default=5, help="reference seeds 0..N-1 (default: 5)")
-    p.add_argument("--out", default="results", help="results folder (default: results)")
     p.add_argument(
-        "--runs-dir", default="runs/reproduce", help="training folders (default: runs/reproduce)"
+        "--recipe",
+        choices=tuple(PUBLISHED_DIRS),
+        default=None,
+        help="the published recipe to train or check: 'reference' (results/) or 'robust' "
+        "(results/robust/) (default: reference; --check alone checks both)",
+    )
+    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default: 5)")
+    p.add_argument(
+        "--out", default=None, help="results folder (default: the recipe's, e.g. results)"
+    )
+    p.add_argument(
+        "--runs-dir",
+        default=None,
+        help="training folders (default: runs/reproduce, or runs/<recipe> for another recipe)",
     )
     _add_data_flag(p)
     p.add_argument(

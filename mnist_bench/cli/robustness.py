@@ -42,9 +42,40 @@ def _print_robustness(record: dict[str, Any]) -> None:
     print(line)
 
 
+def _root(out: Path) -> Path:
+    """The results root a recipe's folder belongs to: results/ for results/robust/."""
+    from ..published import PUBLISHED_DIRS
+
+    return out.parent if out.name in PUBLISHED_DIRS.values() else out
+
+
+def _recipe_records(root: Path, file: str) -> dict[str, dict[str, Any]]:
+    """Each published recipe's `file` under the results root `root`, where it was written;
+    at least the root's own, or a clear error."""
+    from .._io import read_json
+    from ..published import PUBLISHED_DIRS, recipe_folder
+
+    records = {name: read_json(recipe_folder(root, name) / file) for name in PUBLISHED_DIRS
+               if (recipe_folder(root, name) / file).is_file()}  # fmt: skip
+    if "reference" not in records:
+        read_json(root / file)  # raises, naming the missing file
+    return records
+
+
+def _robustness_body(root: Path) -> str:
+    from ..robustness import ROBUSTNESS_FILE, robustness_table
+
+    return robustness_table(_recipe_records(root, ROBUSTNESS_FILE))
+
+
+def _calibration_body(root: Path) -> str:
+    from ..robustness import CALIBRATION_FILE, calibration_table
+
+    return calibration_table(_recipe_records(root, CALIBRATION_FILE))
+
+
 def _cmd_robustness(args: argparse.Namespace) -> int:
     _start_tensorflow()
-    from .._io import read_json
     from ..robustness import (
         HOLDOUT_ROBUSTNESS_FILE,
         ROBUSTNESS_FILE,
@@ -52,7 +83,6 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
         measure_robustness,
         previous_baseline,
         robustness_figure,
-        robustness_table,
         write_robustness,
     )
 
@@ -64,7 +94,7 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
     if args.table_only:
         if not args.readme:
             raise CliError("--table-only writes the README table: give --readme")
-        _update_table(args.readme, ROBUSTNESS_MARKERS, robustness_table(read_json(path)),
+        _update_table(args.readme, ROBUSTNESS_MARKERS, _robustness_body(out),
                       "robustness table")  # fmt: skip
         return EXIT_OK
     if args.model is None:
@@ -77,8 +107,14 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
 
     data = _common._load_data(args.data)
     model = load_model(args.model)
-    if args.baseline:
-        baseline: Any = load_model(args.baseline)
+    if args.baseline and args.baseline.endswith(".json"):
+        baseline = previous_baseline(args.baseline)
+        if baseline is None:
+            raise CliError(f"{args.baseline}: no such robustness file")
+        baseline_path = baseline.get("path")
+        print(f"baseline: the numbers of {baseline_path} carried over from {args.baseline}")
+    elif args.baseline:
+        baseline = load_model(args.baseline)
         baseline_path = args.baseline
     else:
         baseline = None if holdout else previous_baseline(path)
@@ -103,22 +139,20 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
         figure = robustness_figure(record, data.x_test, out / "corruptions.png")
         print(f"wrote {figure}")
     if args.readme:
-        _update_table(args.readme, ROBUSTNESS_MARKERS, robustness_table(record),
+        _update_table(args.readme, ROBUSTNESS_MARKERS, _robustness_body(_root(out)),
                       "robustness table")  # fmt: skip
     return EXIT_OK
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     _start_tensorflow()
-    from .._io import read_json
-    from ..robustness import CALIBRATION_FILE, calibrate, calibration_table, write_calibration
+    from ..robustness import calibrate, write_calibration
 
     out = Path(args.out)
     if args.table_only:
         if not args.readme:
             raise CliError("--table-only writes the README table: give --readme")
-        record = read_json(out / CALIBRATION_FILE)
-        _update_table(args.readme, CALIBRATION_MARKERS, calibration_table(record),
+        _update_table(args.readme, CALIBRATION_MARKERS, _calibration_body(out),
                       "calibration table")  # fmt: skip
         return EXIT_OK
     if args.model is None:
@@ -143,7 +177,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     paths = write_calibration(calibrated, record, out, model_path=args.model)
     print(f"wrote {' '.join(str(p) for p in paths.values())}")
     if args.readme:
-        _update_table(args.readme, CALIBRATION_MARKERS, calibration_table(record),
+        _update_table(args.readme, CALIBRATION_MARKERS, _calibration_body(_root(out)),
                       "calibration table")  # fmt: skip
     return EXIT_OK
 
@@ -164,8 +198,9 @@ def _add_robustness_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--baseline",
         default=None,
-        help="the model CE is relative to, e.g. the seed notebook's (default: the baseline "
-        "numbers already in OUT/robustness.json, else none)",
+        help="the model CE is relative to, e.g. the seed notebook's, or a robustness.json "
+        "whose baseline numbers to reuse (default: the baseline numbers already in "
+        "OUT/robustness.json, else none)",
     )
     p.add_argument("--images", type=int, default=None, help="first N test digits (default: all)")
     p.add_argument(
@@ -183,7 +218,8 @@ def _add_robustness_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--table-only",
         action="store_true",
-        help="measure nothing: write the --readme table from OUT/robustness.json",
+        help="measure nothing: write the --readme table from OUT/robustness.json and each "
+        "published recipe's beside it (OUT/robust/robustness.json)",
     )
     p.set_defaults(func=_cmd_robustness)
 
@@ -209,6 +245,7 @@ def _add_robustness_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--table-only",
         action="store_true",
-        help="calibrate nothing: write the --readme table from OUT/calibration.json",
+        help="calibrate nothing: write the --readme table from OUT/calibration.json and each "
+        "published recipe's beside it (OUT/robust/calibration.json)",
     )
     p.set_defaults(func=_cmd_calibrate)

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import (
-    MODEL_CHOICES,
     PRECISION_CHOICES,
     RECIPE_ALIASES,
+    RECIPES,
     SCHEDULE_CHOICES,
     STRATEGY_CHOICES,
     VALIDATION_CHOICES,
@@ -77,10 +77,13 @@ class _StepBar:
 
 def _config_line(config: TrainConfig) -> str:
     """The recipe a run starts from and what differs from it, instead of every field."""
-    recipe = TrainConfig.recipe(config.model).to_dict()
+    from ..published import recipe_name
+
+    name = recipe_name(config.to_dict())
+    recipe = TrainConfig.recipe(name if name in RECIPES else config.model).to_dict()
     changed = {k: v for k, v in config.to_dict().items() if recipe[k] != v}
     differs = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(changed.items()))
-    return f"config: the {config.model!r} recipe" + (f" with {differs}" if differs else "")
+    return f"config: the {name!r} recipe" + (f" with {differs}" if differs else "")
 
 
 # CLI flag -> TrainConfig field; a flag left out keeps the recipe's (or --config's) value.
@@ -128,8 +131,8 @@ def _resolve_config(args: argparse.Namespace) -> TrainConfig:
     model = RECIPE_ALIASES.get(args.model, args.model)
     if args.config is not None:
         config = TrainConfig.from_json(Path(args.config))
-        if model is not None and model != config.model:
-            config = config.replace(model=model)
+        if model is not None and RECIPES[model]["model"] != config.model:
+            config = config.replace(model=RECIPES[model]["model"])
     else:
         config = TrainConfig.recipe(model or "reference")
     overrides = {
@@ -193,9 +196,10 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--model",
-        choices=(*MODEL_CHOICES, *RECIPE_ALIASES),
+        choices=(*RECIPES, *RECIPE_ALIASES),
         default=None,
-        help="architecture and its recipe: 'reference' (published) or 'notebook' (alias "
+        help="the recipe (architecture and settings): 'reference' (published in results/), "
+        "'robust' (reference + intensity augmentation, results/robust/) or 'notebook' (alias "
         "'seed': the original notebook project's CNN and settings) (default: reference)",
     )
     p.add_argument(

@@ -1,0 +1,91 @@
+"""The published recipes side by side: where each lives under the results folder, and one
+table of their clean, corrupted and calibration numbers.
+
+``results/`` publishes the `reference` recipe (the clean-accuracy claim); ``results/robust/``
+publishes the `robust` recipe beside it, written by the same commands with ``--recipe robust``
+(or ``--out results/robust``). Every number in the tables comes from the files those commands
+wrote: ``metrics.json``, ``robustness.json`` and ``calibration.json`` of each folder.
+
+    folders = recipe_folders("results")   # {"reference": results, "robust": results/robust}
+    print(recipes_table("results"))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ._io import read_json
+from .config import RECIPES, TrainConfig
+
+# Each published recipe's folder, relative to the results root ("." is the root itself).
+PUBLISHED_DIRS = {"reference": ".", "robust": "robust"}
+README_MARKERS = ("<!-- recipes-table -->", "<!-- /recipes-table -->")
+METRICS, ROBUSTNESS, CALIBRATION = "metrics.json", "robustness.json", "calibration.json"
+
+
+def recipe_folder(root: str | Path, recipe: str) -> Path:
+    """The folder under the results root `root` that publishes `recipe`."""
+    if recipe not in PUBLISHED_DIRS:
+        raise ValueError(f"recipe must be one of {list(PUBLISHED_DIRS)}, got {recipe!r}")
+    return Path(root) / PUBLISHED_DIRS[recipe]
+
+
+def recipe_folders(root: str | Path) -> dict[str, Path]:
+    """The published recipes whose folder under `root` holds a ``metrics.json``, in
+    `PUBLISHED_DIRS` order: name -> folder."""
+    folders = {name: recipe_folder(root, name) for name in PUBLISHED_DIRS}
+    return {name: path for name, path in folders.items() if (path / METRICS).is_file()}
+
+
+def recipe_name(config: Mapping[str, Any]) -> str:
+    """The name of the recipe `config` (a ``TrainConfig`` dict) is, up to its seed and the
+    smoke-run fields (epochs, train_subset); its architecture's name if it is none of them."""
+    run = TrainConfig.from_dict(dict(config))
+    loose = {"seed": 0, "epochs": 30, "train_subset": None}
+    for name in RECIPES:
+        if TrainConfig.recipe(name, **loose) == run.replace(**loose):
+            return name
+    return run.model
+
+
+def _pct(value: float | None, digits: int = 2) -> str:
+    return "" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def _row(name: str, folder: Path, root: Path) -> str:
+    metrics = read_json(folder / METRICS)
+    where = "results/" if folder == root else f"results/{folder.relative_to(root).as_posix()}/"
+    cells = [
+        f"`{name}` ({where})",
+        _pct(metrics["published"]["test_accuracy"]),
+        f"{_pct(metrics['summary']['mean'], 3)} (n = {metrics['summary']['n']})",
+        _pct(metrics["ensemble"]["test_accuracy"]),
+    ]
+    if (folder / ROBUSTNESS).is_file():
+        model = read_json(folder / ROBUSTNESS)["model"]
+        worst = model["worst"].replace("_", " ")
+        cells += [_pct(model["mean_accuracy"]), f"{_pct(model['min_accuracy'])} ({worst})"]
+    else:
+        cells += ["not measured", "not measured"]
+    if (folder / CALIBRATION).is_file():
+        test = read_json(folder / CALIBRATION)["test"]
+        cells.append(f"{_pct(test['uncalibrated']['ece'])} -> {_pct(test['calibrated']['ece'])}")
+    else:
+        cells.append("not measured")
+    return "| " + " | ".join(cells) + " |"
+
+
+def recipes_table(root: str | Path = "results") -> str:
+    """A Markdown table, one row per published recipe under the results root `root`
+    (`recipe_folders`): the published model's clean test
+    accuracy, the mean over seeds, the ensemble, the mean and worst accuracy under the 15
+    corruptions, and the test ECE before -> after temperature scaling."""
+    lines = [
+        "| recipe (folder) | published model | mean over seeds | ensemble "
+        "| corrupted: mean of 15 | corrupted: worst | ECE -> with temperature |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [_row(name, folder, Path(root)) for name, folder in recipe_folders(root).items()]
+    return "\n".join(lines)
