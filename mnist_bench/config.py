@@ -30,6 +30,10 @@ STRATEGY_CHOICES = ("default", "mirrored")
 # Keras dtype policies: float32, or bf16/fp16 compute with float32 weights (and a float32
 # softmax). The published recipes are float32; mixed precision is a variant for GPUs.
 PRECISION_CHOICES = ("float32", "mixed_bfloat16", "mixed_float16")
+# Where the training batches are gathered and augmented: "host", a tf.data pipeline (the
+# published recipes); "device", inside the compiled train step from images kept on the
+# accelerator (mnist_bench.device_input). Same bits on a CPU; a GPU's kernels may differ.
+AUGMENT_ON_CHOICES = ("host", "device")
 N_TRAIN = 60_000  # images in the MNIST training file
 MAX_SEED = 2**32 - 1  # keras.utils.set_random_seed (NumPy's legacy seed) takes 0..2**32 - 1
 
@@ -82,6 +86,9 @@ class TrainConfig:
     # every logical CPU device when there is no GPU), batch_size split evenly between them.
     strategy: str = "default"
     precision: str = "float32"  # one of PRECISION_CHOICES; the output softmax stays float32
+    # One of AUGMENT_ON_CHOICES: "host" (tf.data, per step on the CPU) or "device" (the train
+    # step gathers and augments the batch on the accelerator; one device, strategy "default").
+    augment_on: str = "host"
     extra: dict[str, Any] = field(default_factory=dict, compare=True)  # free-form notes
 
     def __post_init__(self) -> None:
@@ -91,6 +98,12 @@ class TrainConfig:
         _check_choice("validation", self.validation, VALIDATION_CHOICES)
         _check_choice("strategy", self.strategy, STRATEGY_CHOICES)
         _check_choice("precision", self.precision, PRECISION_CHOICES)
+        _check_choice("augment_on", self.augment_on, AUGMENT_ON_CHOICES)
+        if self.augment_on == "device" and self.strategy != "default":
+            raise ValueError(
+                "augment_on='device' trains on one device: it needs strategy='default', "
+                f"got strategy={self.strategy!r}"
+            )
         _check_int("seed", self.seed, low=0, high=MAX_SEED)
         _check_int("epochs", self.epochs, low=1)
         _check_int("batch_size", self.batch_size, low=1)

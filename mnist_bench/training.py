@@ -294,6 +294,29 @@ def _photometric(config: TrainConfig) -> bool:
     return config.contrast > 0 or config.brightness > 0 or config.noise_std > 0
 
 
+def epoch_order(config: TrainConfig, epoch: int, n: int) -> tuple[int, np.ndarray]:
+    """The stream key of (config.seed, epoch) and the epoch's order of the `n` images."""
+    key = _stream_key(config.seed, epoch)
+    return key, np.random.default_rng(key).permutation(n)
+
+
+def augment_batch(
+    images: tf.Tensor, key: tf.Tensor, step: tf.Tensor, config: TrainConfig
+) -> tf.Tensor:
+    """The seeded augmentation of batch `step` (int64) of the epoch whose stream `key` (int64)
+    is; images: float32 (B, 28, 28, 1). Both input paths (`epoch_dataset` on the host,
+    `device_input` in the train step) call it, so they draw the very same numbers."""
+    seed = tf.stack([key, step])
+    images = random_distortion(images, seed, config)
+    if _photometric(config):  # a stream apart from the geometric ones
+        images = random_photometric(
+            images, tf.random.experimental.stateless_fold_in(seed, 2), config
+        )
+    if config.erasing > 0:
+        images = random_erasing(images, tf.random.experimental.stateless_fold_in(seed, 3), config)
+    return images
+
+
 def epoch_dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, epoch: int) -> tf.data.Dataset:
     """The training batches of `epoch` (0-based): seeded order, seeded augmentation.
 
@@ -301,24 +324,13 @@ def epoch_dataset(x: np.ndarray, y: np.ndarray, config: TrainConfig, epoch: int)
     augmentation are pure functions of (config.seed, epoch, step), which is what makes a
     resumed run identical to an uninterrupted one.
     """
-    key = _stream_key(config.seed, epoch)
-    order = np.random.default_rng(key).permutation(len(x))
+    key, order = epoch_order(config, epoch, len(x))
     ds = tf.data.Dataset.from_tensor_slices((x[order], y[order])).batch(config.batch_size)
     if config.augment:
 
         def augment(step: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> tuple:
             images, labels = batch
-            seed = tf.stack([tf.constant(key, tf.int64), step])
-            images = random_distortion(images, seed, config)
-            if _photometric(config):  # a stream apart from the geometric ones
-                images = random_photometric(
-                    images, tf.random.experimental.stateless_fold_in(seed, 2), config
-                )
-            if config.erasing > 0:
-                images = random_erasing(
-                    images, tf.random.experimental.stateless_fold_in(seed, 3), config
-                )
-            return images, labels
+            return augment_batch(images, tf.constant(key, tf.int64), step, config), labels
 
         ds = ds.enumerate().map(augment, num_parallel_calls=_CPUS, deterministic=True)
     return _without_autotune(ds.prefetch(_PREFETCH))
@@ -596,6 +608,15 @@ def _epoch_row(
     }
 
 
+def device_trainer(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, config: TrainConfig
+) -> keras.Model:
+    """A `device_input.DeviceTrainer`: `x`, `y` uploaded once, batches made on the device."""
+    from .device_input import DeviceTrainer  # it imports this module
+
+    return DeviceTrainer(model, x, y, config)
+
+
 def train_one_epoch(
     model: keras.Model,
     x: np.ndarray,
@@ -605,6 +626,7 @@ def train_one_epoch(
     epoch: int,
     average: WeightAverage | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    trainer: keras.Model | None = None,
 ) -> dict[str, float]:
     """One pass over the training images, then validation; returns the epoch's row.
 
@@ -612,6 +634,8 @@ def train_one_epoch(
     ones that will be saved) and last_val_loss/last_val_accuracy those of the last step's
     weights: the same trajectory scored both ways, a paired comparison. `on_step(step,
     steps)` is called after each training step (1-based), e.g. to draw a progress bar.
+    With ``config.augment_on == "device"``, `trainer` is the `device_input.DeviceTrainer`
+    of `model` and `x`, `y` (made here when None: pass one to keep it across epochs).
     """
     start = time.perf_counter()
     callbacks: list[keras.callbacks.Callback] = [] if average is None else [average]
@@ -622,8 +646,13 @@ def train_one_epoch(
                 on_train_batch_end=lambda batch, logs: on_step(batch + 1, steps)
             )
         )
-    fit = model.fit(
-        epoch_dataset(x, y, config, epoch),
+    if config.augment_on == "device":
+        trainer = trainer if trainer is not None else device_trainer(model, x, y, config)
+        fit_model, batches = trainer, trainer.epoch_steps(epoch)
+    else:
+        fit_model, batches = model, epoch_dataset(x, y, config, epoch)
+    fit = fit_model.fit(
+        batches,
         validation_data=val,
         initial_epoch=epoch,
         epochs=epoch + 1,
@@ -694,6 +723,9 @@ def train(
         )
         history = _start_or_resume(out, model, average, config)
 
+    trainer = (
+        device_trainer(model, x_train, y_train, config) if config.augment_on == "device" else None
+    )
     for epoch in range(len(history), config.epochs):
         on_step = (
             None
@@ -701,7 +733,7 @@ def train(
             else (lambda step, steps, e=epoch + 1: step_progress(e, step, steps))
         )
         history.append(
-            train_one_epoch(model, x_train, y_train, val, config, epoch, average, on_step)
+            train_one_epoch(model, x_train, y_train, val, config, epoch, average, on_step, trainer)
         )
         if out is not None:
             _write_checkpoint(out, model, average, history)

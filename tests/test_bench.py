@@ -598,8 +598,13 @@ def test_gpu_suite_quick_runs_on_a_cpu_and_writes_one_file(
     assert suite["tensorflow_devices"]["tensorflow"] == tf.__version__
     assert suite["determinism"]["same_digest"] is True
     assert len(set(suite["determinism"]["digests"])) == 1
+    assert suite["determinism"]["config"]["augment_on"] == "device"  # the suite's input path
+    paths = suite["input_paths"]  # on a CPU the two input paths give the same bits
+    assert paths["same_digest"] is True and paths["config"]["augment"] is True
+    assert paths["runs"]["host"]["seconds"] > 0 and paths["runs"]["device"]["seconds"] > 0
     run = suite["reference_run"]
     assert run["config"]["epochs"] == 1 and 0 < run["test_accuracy"] <= 1
+    assert run["config"]["augment_on"] == "device"
     assert set(run["time_to_accuracy"]) == {"0.990", "0.995", "0.997"}
     rows = {b["name"]: b for b in result["benchmarks"]}
     for precision in ("float32", "mixed_bfloat16"):  # the variant is a row of its own
@@ -607,3 +612,4 @@ def test_gpu_suite_quick_runs_on_a_cpu_and_writes_one_file(
     assert rows["train/seed/mnist_bench"]["precision"] == "float32"  # the recipe's row stays
     assert result["ratios"]["train_mixed_bfloat16_vs_float32/seed"] > 0
     assert "same seed, same digest twice: True" in out and "time to accuracy" in out
+    assert "input paths: host " in out and "same digest: True" in out

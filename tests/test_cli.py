@@ -25,6 +25,7 @@ import mnist_bench
 from mnist_bench import EvalReport, TrainConfig
 from mnist_bench import cli as cli_module
 from mnist_bench.cli import main
+from mnist_bench.cli.train import _resolve_config
 
 OUTPUT_FILES = [
     "network_for_mnist.h5",
@@ -255,6 +256,13 @@ def test_train_flags_map_onto_config_fields(
     assert "test accuracy" not in result.out
 
 
+@pytest.mark.parametrize("where", ["host", "device"])
+def test_augment_on_flag_sets_the_input_path(where):
+    args = cli_module.build_parser().parse_args(["train", "--augment-on", where, "--out", "run"])
+    expected = TrainConfig.recipe("reference", augment_on=where)
+    assert _resolve_config(args) == expected
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
@@ -266,6 +274,10 @@ def test_train_flags_map_onto_config_fields(
         (["--seed", "-1"], "seed must be in [0, 4294967295], got -1"),
         (["--zoom", "1"], "zoom must be in [0.0, 1.0), got 1.0"),
         (["--model-options", '{"width": 8}'], "unknown model_options ['width'] for model 'seed'"),
+        (
+            ["--augment-on", "device", "--strategy", "mirrored"],
+            "augment_on='device' trains on one device: it needs strategy='default'",
+        ),
     ],
 )
 def test_train_invalid_flag_value_is_bad_input(cli, tmp_path, flags, message):

@@ -84,8 +84,10 @@ def valid_configs(draw: st.DrawFn) -> TrainConfig:
         holdout_size=holdout_size,
         train_subset=draw(st.none() | st.integers(1, available)),
         deterministic=draw(st.booleans()),
-        strategy=draw(st.sampled_from(["default", "mirrored"])),
+        strategy=(strategy := draw(st.sampled_from(["default", "mirrored"]))),
         precision=draw(st.sampled_from(["float32", "mixed_bfloat16", "mixed_float16"])),
+        # the device input path trains on one device
+        augment_on=draw(st.sampled_from(["host", "device"] if strategy == "default" else ["host"])),
         extra=draw(st.dictionaries(st.text(max_size=8), json_values(), max_size=3)),
     )
 
@@ -176,6 +178,7 @@ INVALID = [
         "float16",
         "precision must be one of ['float32', 'mixed_bfloat16', 'mixed_float16'], got 'float16'",
     ),
+    ("augment_on", "gpu", "augment_on must be one of ['host', 'device'], got 'gpu'"),
     ("model_options", [], "model_options must be a dict, got list"),
     ("model_options", {"width": 3}, "unknown model_options ['width'] for model"),
     ("extra", [], "extra must be a dict, got list"),
@@ -210,6 +213,13 @@ def test_model_options_must_read_back_from_json_unchanged():
         TrainConfig(model="reference", model_options={"widths": (32, 64, 128)})  # a tuple
 
 
+def test_device_input_path_needs_one_device():
+    assert TrainConfig(augment_on="device").strategy == "default"
+    message = "augment_on='device' trains on one device: it needs strategy='default'"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainConfig(augment_on="device", strategy="mirrored")
+
+
 def test_warmup_bound_follows_epochs():
     assert TrainConfig(epochs=2, warmup_epochs=2.0).warmup_epochs == 2.0
     with pytest.raises(ValueError, match=re.escape("warmup_epochs must be in [0.0, 2.0], got 3")):
@@ -232,6 +242,24 @@ def test_unknown_field_raises_listing_allowed_fields(make):
 
 
 # -- recipes, replace, immutability -------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["seed", "reference", "robust"])
+def test_recipes_keep_the_host_input_path_and_old_records_read_as_them(name):
+    recipe = TrainConfig.recipe(name)
+    assert recipe.augment_on == "host"  # the published bits come from the tf.data path
+    # a config recorded before the field existed (results/runs/*.json) reads with its default
+    old = {k: v for k, v in recipe.to_dict().items() if k != "augment_on"}
+    assert TrainConfig.from_dict(old) == recipe
+
+
+def test_recorded_configs_without_the_newest_fields_still_load():
+    root = Path(__file__).resolve().parents[1] / "results"
+    records = sorted((root / "runs").glob("*.json")) + sorted((root / "holdout").glob("*.json"))
+    assert records
+    for path in records:
+        config = json.loads(path.read_text())["config"]
+        assert TrainConfig.from_dict(config).augment_on == "host", path
 
 
 def test_seed_recipe_is_the_seed_notebook():

@@ -47,6 +47,18 @@ def test_same_seed_same_digest_twice_on_the_gpu(mnist, gpu_device):
 
 
 @pytest.mark.gpu
+def test_device_input_path_is_deterministic_and_learns_on_the_gpu(mnist, gpu_device):
+    config = TrainConfig.recipe("reference", epochs=1, augment_on="device")
+    with tf.device(gpu_device):
+        check = gpu.check_determinism(config, mnist)
+        paths = gpu.compare_input_paths(config.replace(train_subset=4096), mnist)
+    assert check["same_digest"], check["digests"]
+    assert paths["speedup"] > 0 and set(paths["runs"]) == {"host", "device"}
+    result = train(config, mnist)
+    assert result.report.accuracy > 0.97  # as the host path's one epoch
+
+
+@pytest.mark.gpu
 def test_mixed_precision_trains_on_the_gpu(mnist, gpu_device):
     config = TrainConfig.recipe("reference", precision="mixed_bfloat16", epochs=1)
     result = train(config, mnist)

@@ -2,14 +2,18 @@
 
 In order: what TensorFlow sees (build, CUDA/cuDNN, devices); the ``gpu``-marked tests (run by
 the CLI); determinism on the device (the same seed trained twice must give the same weights
-digest); the 30-epoch reference recipe once, with its time to 99.0 / 99.5 / 99.7% test
-accuracy; the benchmark (`run_benchmarks`), plus the reference recipe trained in mixed
-precision as its own row beside the float32 one. Everything lands in one result, written as
-``results/benchmarks/<device>.json`` with provenance. About 8 minutes on one H100-class GPU.
+digest); the two input paths side by side (`compare_input_paths`: 2 epochs each, host tf.data
+against batches made on the device); the 30-epoch reference recipe once, with its time to
+99.0 / 99.5 / 99.7% test accuracy; the benchmark (`run_benchmarks`), plus the reference
+recipe trained in mixed precision as its own row beside the float32 one. The suite's trainings
+gather and augment their batches on the device (``augment_on="device"``,
+`mnist_bench.device_input`), the path worth running on a GPU. Everything lands in one result,
+written as ``results/benchmarks/<device>.json`` with provenance. About 9 minutes on one
+H100-class GPU.
 
-``--quick`` makes every part tiny (a 512-image determinism check and the precision rows with
-the seed model, the reference recipe for 1 epoch on 1,024 images, scores on 1,000 test
-images, the quick benchmark): it runs on a CPU in about a minute, so
+``--quick`` makes every part tiny (a 512-image determinism check, input-path comparison and
+the precision rows with the seed model, the reference recipe for 1 epoch on 1,024 images,
+scores on 1,000 test images, the quick benchmark): it runs on a CPU in about a minute, so
 CI runs it and it cannot rot.
 """
 
@@ -23,7 +27,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from ..config import TrainConfig
+from ..config import AUGMENT_ON_CHOICES, TrainConfig
 from ..data import MnistData
 from ..provenance import gpu_names
 from ..training import train, weights_digest
@@ -36,6 +40,7 @@ MIXED_PRECISION = "mixed_bfloat16"  # bf16: no loss scaling needed, Ampere and n
 QUICK_DETERMINISM_SUBSET = 512
 QUICK_TRAIN_SUBSET = 1024
 QUICK_TEST_IMAGES = 1000  # quick mode scores on the first 1,000 test images
+AUGMENT_ON = "device"  # where the suite's trainings make their batches (TrainConfig.augment_on)
 
 
 def tensorflow_devices() -> dict[str, Any]:
@@ -61,6 +66,34 @@ def check_determinism(config: TrainConfig, data: MnistData) -> dict[str, Any]:
         "config": config.to_dict(),
         "digests": digests,
         "same_digest": digests[0] == digests[1],
+        "device": device_name(),
+    }
+
+
+def compare_input_paths(config: TrainConfig, data: MnistData) -> dict[str, Any]:
+    """Train `config` once per input path (``augment_on`` "host", then "device").
+
+    Returns ``config``; ``runs``, per path (``"host"``, ``"device"``) its last epoch's
+    ``seconds`` (training and validation; the first epoch also pays for tracing),
+    ``images_per_s`` and ``weights_digest``; ``same_digest`` (true on a CPU,
+    tests/test_device_input.py; on a GPU the augmentation runs on other kernels, whose
+    floats may differ); ``speedup`` (host seconds over device seconds); and ``device``.
+    """
+    runs: dict[str, Any] = {}
+    for augment_on in AUGMENT_ON_CHOICES:
+        result = train(config.replace(augment_on=augment_on), data)
+        last = result.history[-1]
+        runs[augment_on] = {
+            "seconds": last["seconds"],
+            "images_per_s": last["images_per_s"],
+            "weights_digest": result.metrics["weights_digest"],
+        }
+    host, device = runs["host"], runs["device"]
+    return {
+        "config": config.to_dict(),
+        "runs": runs,
+        "same_digest": host["weights_digest"] == device["weights_digest"],
+        "speedup": host["seconds"] / device["seconds"],
         "device": device_name(),
     }
 
@@ -147,7 +180,8 @@ def run_gpu_suite(
     dict
         `run_benchmarks`' result (its ``benchmarks`` with the two precision rows added) plus
         ``suite`` = ``"gpu"`` and ``gpu_suite``: ``tensorflow_devices``, ``determinism``
-        (`check_determinism`), ``reference_run`` (`reference_run`) and ``wall_seconds``.
+        (`check_determinism`), ``input_paths`` (`compare_input_paths`), ``reference_run``
+        (`reference_run`) and ``wall_seconds``.
     """
     say = progress or (lambda line: None)
     start = time.perf_counter()
@@ -162,11 +196,17 @@ def run_gpu_suite(
     # Quick mode checks the wiring with the cheap model: tracing dominates a tiny run.
     model = "seed" if quick else "reference"
     tiny = {"epochs": 1, "train_subset": QUICK_DETERMINISM_SUBSET} if quick else {"epochs": 1}
-    determinism = check_determinism(TrainConfig.recipe(model, **tiny), data)
+    determinism = check_determinism(TrainConfig.recipe(model, augment_on=AUGMENT_ON, **tiny), data)
     say(f"determinism on {determinism['device']}: same seed, same digest twice: "
         f"{determinism['same_digest']} ({determinism['digests'][0][:16]})")  # fmt: skip
+    # The seed recipe does not augment; quick mode asks for it, to time the augmentation too.
+    two = {**tiny, "epochs": 2}  # the second epoch is traced already: steady-state time
+    paths = compare_input_paths(TrainConfig.recipe(model, augment=True, **two), data)
+    say(f"input paths: host {paths['runs']['host']['seconds']:.1f} s, device "
+        f"{paths['runs']['device']['seconds']:.1f} s per epoch ({paths['speedup']:.2f}x); "
+        f"same digest: {paths['same_digest']}")  # fmt: skip
     smoke = {"epochs": 1, "train_subset": QUICK_TRAIN_SUBSET} if quick else {}
-    run = reference_run(TrainConfig.recipe("reference", **smoke), data)
+    run = reference_run(TrainConfig.recipe("reference", augment_on=AUGMENT_ON, **smoke), data)
     tta = ", ".join(
         f"{float(m):.1%} " + ("not reached" if v["seconds"] is None else f"{v['seconds']:.1f} s")
         for m, v in run["time_to_accuracy"].items()
@@ -186,6 +226,7 @@ def run_gpu_suite(
     result["gpu_suite"] = {
         "tensorflow_devices": devices,
         "determinism": determinism,
+        "input_paths": paths,
         "reference_run": run,
         "wall_seconds": time.perf_counter() - start,
     }

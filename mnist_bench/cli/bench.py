@@ -65,8 +65,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_gpu(bench: Any, args: argparse.Namespace) -> int:
-    """`bench --suite gpu`: devices, the gpu-marked tests, determinism, the 30-epoch
-    reference with time to accuracy, the benchmark, one file (see `bench.gpu`)."""
+    """`bench --suite gpu`: devices, the gpu-marked tests, determinism, the two input paths,
+    the 30-epoch reference with time to accuracy, the benchmark, one file (see `bench.gpu`)."""
     import subprocess
 
     out = _bench_out(args)
@@ -139,8 +139,9 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
         "(images/s, GFLOP/s, fraction of peak, FLOPs/image) and the speed-ups, then writes "
         "<out>/<device>.json. Never asserts a time. <= 5 minutes on 2 CPU cores. "
         "--suite gpu: the one command for a GPU machine (devices, gpu-marked tests, "
-        "determinism on the device, the 30-epoch reference with time to accuracy, the "
-        "benchmark with a mixed-precision row); with --quick it runs on a CPU in about a minute.",
+        "determinism on the device, host against on-device input, the 30-epoch reference with "
+        "time to accuracy, the benchmark with a mixed-precision row; trainings make their "
+        "batches on the device); with --quick it runs on a CPU in about a minute.",
     )
     p.add_argument(
         "--suite",

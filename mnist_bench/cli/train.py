@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import (
+    AUGMENT_ON_CHOICES,
     PRECISION_CHOICES,
     RECIPE_ALIASES,
     RECIPES,
@@ -114,6 +115,7 @@ _TRAIN_FLAGS = {
     "deterministic": "deterministic",
     "strategy": "strategy",
     "precision": "precision",
+    "augment_on": "augment_on",
 }
 
 
@@ -338,5 +340,13 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="mixed_bfloat16/mixed_float16: bf16/fp16 compute, float32 weights and softmax, "
         "for GPUs; a variant, never the published recipe (default: float32)",
+    )
+    p.add_argument(
+        "--augment-on",
+        choices=AUGMENT_ON_CHOICES,
+        default=None,
+        help="'device': gather and augment each batch inside the train step from images kept "
+        "on the GPU, no per-step host work; the same bits as 'host' on a CPU; one device "
+        "only (default: host, a tf.data pipeline)",
     )
     p.set_defaults(func=_cmd_train)
