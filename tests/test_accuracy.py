@@ -6,8 +6,8 @@ Fast (default run):
   exactly (oneDNN's float results are bit-stable per CPU model, not across models);
 - the published model in results/ reaches exactly the accuracy results/ states, and >= 99.70%
   (an expected failure, reported as xfailed, while results/metrics.json records it below);
-- the committed results/ pass `mnist-bench reproduce --check` (models, summary, targets,
-  ensemble, every file metrics.json names).
+- the committed results/ and results/robust/ pass `mnist-bench reproduce --check` (models,
+  summary, targets, ensemble, every file metrics.json names, robustness and calibration).
 
 Slow (`pytest -m slow`, `tox -e reproduce`): the full 30-epoch reference recipe retrained from
 the published seed reaches >= 99.70% and, on the pinned machine, the published weights digest.
@@ -22,6 +22,7 @@ import pytest
 
 from mnist_bench import TrainConfig, evaluate, load_model, train, weights_digest
 from mnist_bench.provenance import fingerprints_match, machine_fingerprint
+from mnist_bench.published import PUBLISHED_DIRS, recipe_folder
 from mnist_bench.reproduction import check_results
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -114,8 +115,11 @@ def test_published_h5_and_keras_hold_the_published_weights(published):
     assert weights_digest(h5_model) == published["published"]["weights_digest"]
 
 
-def test_committed_results_pass_the_reproduce_check(published, mnist):
-    assert check_results(RESULTS, data=mnist) == []
+@pytest.mark.parametrize("recipe", list(PUBLISHED_DIRS))
+def test_committed_results_pass_the_reproduce_check(recipe, published, mnist):
+    # results/ (reference) and results/robust/ (robust), each with its robustness and
+    # calibration files: what `mnist-bench reproduce --check` verifies
+    assert check_results(recipe_folder(RESULTS, recipe), data=mnist) == []
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ import mnist_bench
 from mnist_bench import EvalReport, TrainConfig
 from mnist_bench import cli as cli_module
 from mnist_bench.cli import main
-from mnist_bench.cli.train import _resolve_config
+from mnist_bench.cli.train import _config_line, _resolve_config
 
 OUTPUT_FILES = [
     "network_for_mnist.h5",
@@ -254,6 +254,15 @@ def test_train_flags_map_onto_config_fields(
     # A holdout run reports its holdout score, never its test score (not for choosing).
     assert f"final epoch 1: holdout accuracy {metrics['val_accuracy']:.4%}" in result.out
     assert "test accuracy" not in result.out
+
+
+@pytest.mark.parametrize(("model", "recipe"), [("robust", "robust"), ("notebook", "seed")])
+def test_model_flag_picks_a_recipe_and_the_config_line_names_it(model, recipe):
+    args = cli_module.build_parser().parse_args(["train", "--model", model, "--out", "run"])
+    assert _resolve_config(args) == TrainConfig.recipe(recipe)
+    assert _config_line(TrainConfig.recipe(recipe)) == f"config: the {recipe!r} recipe"
+    changed = TrainConfig.recipe(recipe, seed=3, noise_std=0.3)
+    assert _config_line(changed) == f"config: the {recipe!r} recipe with noise_std=0.3, seed=3"
 
 
 @pytest.mark.parametrize("where", ["host", "device"])

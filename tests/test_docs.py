@@ -18,6 +18,7 @@ from mnist_bench.export import EXPORT_TABLE_MARKERS, export_table
 from mnist_bench.export_bench import INFERENCE_TABLE_MARKERS, inference_table
 from mnist_bench.published import README_MARKERS as RECIPES_MARKERS
 from mnist_bench.published import recipes_table
+from mnist_bench.reproduction import README_BEGIN, README_END, results_table
 from mnist_bench.serving.load import SERVE_LOAD_TABLE_MARKERS, serve_load_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +37,9 @@ TABLES = {
                     "mnist-bench calibrate --table-only --readme docs/robustness.md"),
     "recipes": ("README.md", RECIPES_MARKERS, recipes_table,
                 "mnist-bench reproduce --check --readme README.md"),
+    "robust-results": ("docs/robustness.md", (README_BEGIN, README_END),
+                       _from(results_table, "robust/metrics.json"),
+                       "mnist-bench reproduce --check --recipe robust --readme docs/robustness.md"),
     "export-readme": ("README.md", EXPORT_TABLE_MARKERS, _from(export_table, "export.json"),
                       "mnist-bench export --report --readme README.md"),
     "export-docs": ("docs/serving.md", EXPORT_TABLE_MARKERS, _from(export_table, "export.json"),

@@ -36,6 +36,7 @@ class _Worker:
     def __init__(self, setting: str) -> None:
         env = {**os.environ, ONEDNN_ENV: setting, LOG_LEVEL_ENV: QUIET_LOG_LEVEL}
         self.setting = setting
+        self.sent_setup: dict[str, Any] | None = None  # a set-up sent, not yet answered
         self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mnist_bench.bench.onednn"],
@@ -47,9 +48,16 @@ class _Worker:
         )
 
     def ask(self, message: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.send(message)
+        return self.answer()
+
+    def send(self, message: Any) -> None:
+        assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(message) + "\n")
         self.proc.stdin.flush()
+
+    def answer(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         answer = json.loads(line) if line else {"error": "the worker exited"}
         if "error" in answer:
@@ -94,6 +102,25 @@ def _record(model: str, setting: str, setup: dict, seconds: list[float], peak: f
     return entry(workload, seconds, peak_gflops=peak)
 
 
+def _setup(model: str, steps: int, data_dir: str | None) -> dict[str, Any]:
+    return {"model": model, "steps": steps, "data_dir": data_dir}
+
+
+def start_workers(
+    first_model: str | None = None, *, steps: int = 1, data_dir: str | None = None
+) -> list[_Worker]:
+    """One worker process per setting of `SETTINGS`, importing TensorFlow from now on and,
+    given `first_model`, setting it up and warming it up next; hand them to
+    `compare_onednn` (which closes them). Started early, their start-up overlaps other
+    work: `run_benchmarks` does so in a quick run, whose timings are no results."""
+    workers = [_Worker(s) for s in SETTINGS]
+    if first_model is not None:
+        for worker in workers:
+            worker.sent_setup = _setup(first_model, steps, data_dir)
+            worker.send(worker.sent_setup)
+    return workers
+
+
 def compare_onednn(
     models: Sequence[str],
     *,
@@ -101,6 +128,7 @@ def compare_onednn(
     repeats: int,
     data_dir: str | None = None,
     peak_gflops: float | None = None,
+    workers: list[_Worker] | None = None,
 ) -> list[dict[str, Any]]:
     """Training images/s of each of `models` with oneDNN on and off, timed in turns.
 
@@ -116,6 +144,8 @@ def compare_onednn(
         MNIST folder for the training images (`load_mnist`'s search order when None).
     peak_gflops : float, optional
         The machine's peak, for ``peak_fraction``.
+    workers : list, optional
+        Workers from `start_workers`, started earlier; default: started now. Closed on return.
 
     Returns
     -------
@@ -125,11 +155,14 @@ def compare_onednn(
         ``TF_ENABLE_ONEDNN_OPTS``.
     """
     records = []
-    workers = [_Worker(s) for s in SETTINGS]
+    workers = start_workers() if workers is None else workers
     try:
         for model in models:
-            ask = {"model": model, "steps": steps, "data_dir": data_dir}
-            setups = [w.ask(ask) for w in workers]
+            for worker in workers:  # set-up and warm-up are untimed: both at once
+                if worker.sent_setup != _setup(model, steps, data_dir):
+                    worker.send(_setup(model, steps, data_dir))
+                worker.sent_setup = None
+            setups = [w.answer() for w in workers]
             seconds: list[list[float]] = [[] for _ in workers]
             for round_ in range(repeats):
                 order = range(len(workers)) if round_ % 2 == 0 else reversed(range(len(workers)))

@@ -77,12 +77,17 @@ class _StepBar:
 
 
 def _config_line(config: TrainConfig) -> str:
-    """The recipe a run starts from and what differs from it, instead of every field."""
-    from ..published import recipe_name
+    """The recipe a run is closest to (fewest fields changed) and what differs from it,
+    instead of every field."""
+    values = config.to_dict()
 
-    name = recipe_name(config.to_dict())
-    recipe = TrainConfig.recipe(name if name in RECIPES else config.model).to_dict()
-    changed = {k: v for k, v in config.to_dict().items() if recipe[k] != v}
+    def changes(name: str) -> dict[str, Any]:
+        recipe = TrainConfig.recipe(name).to_dict()
+        return {k: v for k, v in values.items() if recipe[k] != v}
+
+    candidates = [name for name in RECIPES if RECIPES[name]["model"] == config.model]
+    name = min(candidates, key=lambda n: len(changes(n)))  # ties: the first, e.g. reference
+    changed = changes(name)
     differs = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(changed.items()))
     return f"config: the {name!r} recipe" + (f" with {differs}" if differs else "")
 
