@@ -48,6 +48,13 @@ SEED_1EP_PINS = {  # machine fingerprint -> what that machine gives, exactly
         "test_accuracy": 0.9783,
         "weights_digest": "52556c065839deb7501db794446a58aa28f6c4f0ce0e4083e56d9dfd1068b558",
     },
+    # 2026-11-30, Intel Xeon (family 6 model 207, AVX-512 VNNI, oneDNN on), run twice: the
+    # same bits as the Zen 4 pin above (both oneDNN's AVX-512 kernels).
+    "Intel(R) Xeon(R) Processor | GenuineIntel/6/207/2 | avx,avx2,avx512_vnni,avx512f,fma"
+    " | 2 cpus | gpu: none | tf 2.21.0 | onednn on": {
+        "test_accuracy": 0.9783,
+        "weights_digest": "52556c065839deb7501db794446a58aa28f6c4f0ce0e4083e56d9dfd1068b558",
+    },
 }
 
 
