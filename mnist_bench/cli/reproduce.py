@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TrainConfig
-from ..published import PUBLISHED_DIRS
+from ..published import (
+    PUBLISHED_DIRS,
+    README_MARKERS,
+    recipe_folder,
+    recipe_folders,
+    recipe_name,
+    recipes_table,
+)
 from . import _common
 from ._common import (
     EXIT_CHECK_FAILED,
@@ -39,8 +46,6 @@ def _print_reproduce_summary(metrics: dict[str, Any]) -> None:
         print(f"partial results: still to train and record: {', '.join(metrics['pending'])}")
     s, ens, pub = metrics["summary"], metrics["ensemble"], metrics["published"]
     sd = "n/a" if s["sd"] is None else f"{s['sd']:.3%}"
-    from ..published import recipe_name
-
     print(
         f"{recipe_name(pub['config'])} over {n_seeds_text(s['n'])}: mean {s['mean']:.3%} ± {sd}, "
         f"min {s['min']:.2%}, max {s['max']:.2%}"
@@ -113,7 +118,6 @@ class _RunClock:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     _start_tensorflow()  # before importing .reproduction, which imports TensorFlow
     from .._io import read_json
-    from ..published import README_MARKERS, recipe_folder, recipe_folders, recipes_table
     from ..reproduction import (
         CHECKS,
         METRICS_FILE,
@@ -234,7 +238,8 @@ def _add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reproduce",
         help="train the published runs (several seeds) and write results/; or --check them",
-        description="Train the reference recipe for each seed and the seed notebook's model "
+        description="Train a published recipe (--recipe: reference, the default, or robust) "
+        "for each seed and the seed notebook's model "
         "(seed 0), each in its own folder under --runs-dir (resumable: kill and restart at "
         "any time), then write metrics, histories, the published model (the first seed, fixed "
         "before training) and its plots into --out. --check verifies --out without training.",
