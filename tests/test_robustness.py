@@ -1,11 +1,13 @@
-"""`mnist-bench robustness` / `calibrate` and the committed results/robustness.json and
-results/calibration.json: re-measured on a subset in the fast tier, in full in the slow tier."""
+"""`mnist-bench robustness` / `calibrate` and the committed robustness.json and
+calibration.json of results/ and results/robust/: re-measured on a subset in the fast tier, in
+full in the slow tier."""
 
 import contextlib
 import dataclasses
 import io
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -14,6 +16,7 @@ import pytest
 from mnist_bench import TrainConfig, cli, weights_digest
 from mnist_bench._io import read_json
 from mnist_bench.corruptions import CORRUPTIONS
+from mnist_bench.published import PUBLISHED_DIRS, recipe_folder
 from mnist_bench.robustness import (
     _corruption_errors,
     calibrate,
@@ -37,9 +40,17 @@ def published() -> keras.Model:
     return keras.models.load_model(RESULTS / "model.keras")
 
 
-@pytest.fixture(scope="module")
-def record() -> dict:
-    return read_json(RESULTS / "robustness.json")
+class Committed(NamedTuple):
+    folder: Path  # a published recipe's folder: results/ or results/robust/
+    model: keras.Model  # its published model.keras
+    record: dict  # its robustness.json
+
+
+@pytest.fixture(scope="module", params=list(PUBLISHED_DIRS))
+def committed(request) -> Committed:
+    folder = recipe_folder(RESULTS, request.param)
+    return Committed(folder, keras.models.load_model(folder / "model.keras"),
+                     read_json(folder / "robustness.json"))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -65,15 +76,17 @@ def _run(argv: list[str], data, monkeypatch) -> tuple[int, str, str]:
 # -- the committed results ----------------------------------------------------------------
 
 
-def test_published_robustness_is_re_measured_exactly_on_the_subset(published, record, mnist):
-    assert record["model"]["weights_digest"] == weights_digest(published)
+def test_published_robustness_is_re_measured_exactly_on_the_subset(committed, mnist):
+    record = committed.record
+    assert record["model"]["weights_digest"] == weights_digest(committed.model)
     seeds = {name: spec["seed"] for name, spec in record["corruptions"].items()}
     n = record["subset"]["n_images"]
-    again = subset_accuracy(published, mnist.x_test, mnist.y_test, seeds=seeds, n=n)
+    again = subset_accuracy(committed.model, mnist.x_test, mnist.y_test, seeds=seeds, n=n)
     assert again == record["subset"]["accuracy"]
 
 
-def test_the_published_summary_follows_from_the_per_corruption_numbers(record):
+def test_the_published_summary_follows_from_the_per_corruption_numbers(committed):
+    record = committed.record
     model, base = record["model"], record["baseline"]
     assert sorted(model["accuracy"]) == sorted(CORRUPTIONS)
     assert model["mean_accuracy"] == pytest.approx(np.mean(list(model["accuracy"].values())))
@@ -83,17 +96,27 @@ def test_the_published_summary_follows_from_the_per_corruption_numbers(record):
     assert record["split"] == "test" and record["n_images"] == 10_000
 
 
-def test_the_published_calibration_is_fitted_off_the_test_set(published):
-    cal = read_json(RESULTS / "calibration.json")
+def test_the_published_calibration_is_fitted_off_the_test_set(committed):
+    cal = read_json(committed.folder / "calibration.json")
     assert cal["fit"]["split"] == "holdout"
-    assert cal["model"]["weights_digest"] == weights_digest(published)
+    assert cal["model"]["weights_digest"] == weights_digest(committed.model)
     assert cal["test"]["calibrated"]["ece"] < cal["test"]["uncalibrated"]["ece"]
+    assert cal["test"]["calibrated"]["ece"] <= 0.01  # issue #13's target, both recipes
+
+
+def test_the_robust_recipe_meets_the_corruption_targets():
+    # Issue #13: a mean of at least 90% over the 15 corruptions, none below 50%. The
+    # reference recipe misses both (brightness and fog at chance), which is why it has a
+    # robust sibling; this fails the day the published robust model stops meeting them.
+    model = read_json(recipe_folder(RESULTS, "robust") / "robustness.json")["model"]
+    assert model["mean_accuracy"] >= 0.90 and model["min_accuracy"] >= 0.50
 
 
 @pytest.mark.slow
-def test_published_robustness_is_re_measured_exactly_in_full(published, record, mnist):
+def test_published_robustness_is_re_measured_exactly_in_full(committed, mnist):
+    record = committed.record
     again = measure_robustness(
-        published, mnist.x_test, mnist.y_test, base_seed=record["base_seed"],
+        committed.model, mnist.x_test, mnist.y_test, base_seed=record["base_seed"],
         baseline=record["baseline"],
     )  # fmt: skip
     for key in ("mce", "relative_mce", "subset", "n_images"):
@@ -102,9 +125,9 @@ def test_published_robustness_is_re_measured_exactly_in_full(published, record, 
 
 
 @pytest.mark.slow
-def test_published_calibration_is_re_measured_exactly(published, mnist):
-    cal = read_json(RESULTS / "calibration.json")
-    _, again = calibrate(published, mnist)
+def test_published_calibration_is_re_measured_exactly(committed, mnist):
+    cal = read_json(committed.folder / "calibration.json")
+    _, again = calibrate(committed.model, mnist)
     assert again["temperature"] == cal["temperature"]
     assert again["test"] == cal["test"] and again["holdout"] == cal["holdout"]
 
