@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from .core import _timed
+from .core import Workload, _timed
 from .workloads import train_workload
 
 
@@ -48,10 +48,13 @@ def profile_training(
     labels: np.ndarray | None = None,
     device: str | None = None,
     top: int = 8,
+    workload: Workload | None = None,
 ) -> dict[str, Any]:
     """Where the training time of `model_name` goes, by TensorFlow op type: one epoch slice
     of `steps` batches through the package's pipeline (as `train` runs it) under TensorFlow's
-    profiler, after an untraced warm-up.
+    profiler, after an untraced warm-up. Given `workload` (that training, already run at
+    least once, e.g. by the benchmark that just timed it), that one is profiled instead, and
+    neither built nor traced again.
 
     Returns
     -------
@@ -61,11 +64,12 @@ def profile_training(
         ``{"op", "seconds", "share"}`` with share = its fraction of all op time, then one
         ``"other"`` entry for the rest.
     """
-    workload = train_workload(
-        model_name, steps=steps, pipeline="mnist_bench", images=images, labels=labels,
-        device=device,
-    )  # fmt: skip
-    workload.run()  # warm-up: tracing is not training time
+    if workload is None:
+        workload = train_workload(
+            model_name, steps=steps, pipeline="mnist_bench", images=images, labels=labels,
+            device=device,
+        )  # fmt: skip
+        workload.run()  # warm-up: tracing is not training time
     with tempfile.TemporaryDirectory(prefix="mnist-bench-trace-") as trace_dir:
         tf.profiler.experimental.start(trace_dir)
         try:

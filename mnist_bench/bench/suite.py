@@ -51,6 +51,7 @@ class Sizes:
     inference_images: int  # images per timed predict call, batch 1024
     inference_repeats: int
     latency_repeats: int  # timed one-image calls per (model, method)
+    latency_warmups: int  # untimed calls first: tracing, then the first calls that allocate
     preprocess_repeats: int  # each over all 60,000 training images
     load_repeats: int  # each loads and verifies all four files
     # Models trained through every path (plain Keras, op determinism off); the others only
@@ -73,6 +74,7 @@ FULL = Sizes(
     inference_images=5120,  # five batches of 1024
     inference_repeats=5,
     latency_repeats=30,  # model.predict: ~90 ms each
+    latency_warmups=LATENCY_WARMUPS,
     preprocess_repeats=5,
     load_repeats=3,
 )
@@ -84,6 +86,7 @@ QUICK = Sizes(
     inference_images=1024,
     inference_repeats=1,
     latency_repeats=3,
+    latency_warmups=1,  # the trace; a smoke run's latencies are no results
     preprocess_repeats=1,
     load_repeats=1,
     compare_models=("seed",),
@@ -163,6 +166,7 @@ def _suite(
     device: str | None,
     onednn: bool,
     onednn_workers: list | None = None,
+    kept: dict[str, Workload] | None = None,
 ) -> Iterator[Callable[[], list[dict[str, Any]]]]:
     """The measurements of `run_benchmarks`, in order, each a call returning its records.
     Workloads whose figures are compared (the training paths of one model, the inference
@@ -189,6 +193,7 @@ def _suite(
             ],
             sizes.train_repeats,
             peak_gflops,
+            keep=kept,
         )
     if onednn and sizes.onednn_models:
         yield partial(
@@ -228,13 +233,15 @@ def _suite(
             sizes.latency_repeats,
             peak_gflops,
             latency=True,
+            warmups=sizes.latency_warmups,
         )
     yield lambda: [
         preprocess_throughput(
             data.x_train, data.y_train, repeats=sizes.preprocess_repeats, peak_gflops=peak_gflops
         )
     ]
-    yield lambda: [load_throughput(data_dir, repeats=sizes.load_repeats)]
+    # run_benchmarks loaded the files first: the OS cache is warm
+    yield lambda: [load_throughput(data_dir, repeats=sizes.load_repeats, warm=True)]
 
 
 def _measure_group(
@@ -243,11 +250,16 @@ def _measure_group(
     peak_gflops: float,
     *,
     latency: bool = False,
+    warmups: int = 1,
+    keep: dict[str, Workload] | None = None,
 ) -> list[dict[str, Any]]:
-    """Build the workloads (their set-up is never timed), time them together, one record each."""
+    """Build the workloads (their set-up is never timed), time them together after `warmups`
+    untimed calls each, one record each. `keep` receives the workloads by name, warmed up,
+    for a later use (the profile)."""
     workloads = [make() for make in makers]
-    warmups = LATENCY_WARMUPS if latency else 1
     timings = _timed_together(workloads, repeats, warmups=warmups)
+    if keep is not None:
+        keep.update((w.name, w) for w in workloads)
     if latency:
         return [_latency_entry(w, t, peak_gflops) for w, t in zip(workloads, timings, strict=True)]
     return [entry(w, t, peak_gflops=peak_gflops) for w, t in zip(workloads, timings, strict=True)]
@@ -332,8 +344,9 @@ def run_benchmarks(
         peak = _calibrate(sizes, device)
         notify("peak", peak)
         data = load_mnist(data_dir)  # may download; nothing is timed yet
-        records = []
-        suite = _suite(sizes, peak["peak_gflops"], data, data_dir, device, onednn, early)
+        records: list[dict[str, Any]] = []
+        kept: dict[str, Workload] = {}  # the training workloads, warmed up: one is profiled
+        suite = _suite(sizes, peak["peak_gflops"], data, data_dir, device, onednn, early, kept)
         for measure in suite:
             for record in measure():
                 records.append(record)
@@ -343,7 +356,7 @@ def run_benchmarks(
             worker.close()  # compare_onednn closed them already, unless it failed or never ran
     profile = profile_training(
         sizes.profile_model, steps=sizes.train_steps, images=data.x_train, labels=data.y_train,
-        device=device,
+        device=device, workload=kept.get(f"train/{sizes.profile_model}/mnist_bench"),
     )  # fmt: skip
     notify("profile", profile)
     peak = _recalibrated(peak, sizes, device, records)

@@ -288,10 +288,14 @@ def preprocess_throughput(
     return _measure(workload, repeats=repeats, peak_gflops=peak_gflops)
 
 
-def load_throughput(data_dir: str | Path | None = None, *, repeats: int = 3) -> dict[str, Any]:
+def load_throughput(
+    data_dir: str | Path | None = None, *, repeats: int = 3, warm: bool = False
+) -> dict[str, Any]:
     """Images/s of `load_mnist` (70,000 images, verified). The warm-up load, untimed, fills
     the OS file cache (and downloads into the loader's cache if `data_dir` is None and the
-    files are nowhere); the timed loads never download."""
-    load_mnist(data_dir)  # warm-up
+    files are nowhere); the timed loads never download. `warm`: the caller has just loaded
+    the files (as `run_benchmarks` does first), so no warm-up load."""
+    if not warm:
+        load_mnist(data_dir)  # warm-up
     workload = load_workload(data_dir)
     return entry(workload, _timed(workload.run, repeats))
