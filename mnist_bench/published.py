@@ -39,6 +39,17 @@ def recipe_folders(root: str | Path) -> dict[str, Path]:
     return {name: path for name, path in folders.items() if (path / METRICS).is_file()}
 
 
+def recipe_records(root: str | Path, file: str) -> dict[str, dict[str, Any]]:
+    """Each published recipe's `file` (e.g. robustness.json) under the results root `root`,
+    where it was written: name -> its JSON. The reference's must be there (else the error
+    names it)."""
+    folders = {name: recipe_folder(root, name) for name in PUBLISHED_DIRS}
+    records = {name: read_json(f / file) for name, f in folders.items() if (f / file).is_file()}
+    if "reference" not in records:
+        read_json(Path(root) / file)  # raises, naming the missing file
+    return records
+
+
 def recipe_name(config: Mapping[str, Any]) -> str:
     """The name of the recipe `config` (a ``TrainConfig`` dict) is, up to its seed and the
     smoke-run fields (epochs, train_subset); its architecture's name if it is none of them."""

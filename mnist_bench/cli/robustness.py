@@ -49,29 +49,18 @@ def _root(out: Path) -> Path:
     return out.parent if out.name in PUBLISHED_DIRS.values() else out
 
 
-def _recipe_records(root: Path, file: str) -> dict[str, dict[str, Any]]:
-    """Each published recipe's `file` under the results root `root`, where it was written;
-    at least the root's own, or a clear error."""
-    from .._io import read_json
-    from ..published import PUBLISHED_DIRS, recipe_folder
-
-    records = {name: read_json(recipe_folder(root, name) / file) for name in PUBLISHED_DIRS
-               if (recipe_folder(root, name) / file).is_file()}  # fmt: skip
-    if "reference" not in records:
-        read_json(root / file)  # raises, naming the missing file
-    return records
-
-
 def _robustness_body(root: Path) -> str:
+    from ..published import recipe_records
     from ..robustness import ROBUSTNESS_FILE, robustness_table
 
-    return robustness_table(_recipe_records(root, ROBUSTNESS_FILE))
+    return robustness_table(recipe_records(root, ROBUSTNESS_FILE))
 
 
 def _calibration_body(root: Path) -> str:
+    from ..published import recipe_records
     from ..robustness import CALIBRATION_FILE, calibration_table
 
-    return calibration_table(_recipe_records(root, CALIBRATION_FILE))
+    return calibration_table(recipe_records(root, CALIBRATION_FILE))
 
 
 def _cmd_robustness(args: argparse.Namespace) -> int:
