@@ -347,7 +347,7 @@ def test_check_results_names_a_swapped_model(repro, small_data, tmp_path):
     shutil.copyfile(repro.runs / "reference-seed1" / "model.keras", out / "model.keras")
     problems = check_results(out, data=small_data)
     assert any(
-        p.startswith(str(out / "model.keras")) and "weights digest" in p for p in problems
+        p.startswith(str(out / "model.keras")) and "published.weights_digest" in p for p in problems
     ), problems
     assert not any("network_for_mnist.h5" in p for p in problems)  # that one is intact
 
@@ -448,7 +448,14 @@ def test_cli_check_fails_with_exit_1_and_lists_the_problems(tampered, run_cli, t
     readme.write_text(f"{README_BEGIN}\n{README_END}\n")
     code, out, err = run_cli("reproduce", "--check", "--out", tampered, "--readme", readme)
     assert code == 1
-    assert f"{tampered / 'predictions.png'}: missing" in out.splitlines()
+    # what was verified and by which rule comes first, whatever the outcome; then one line per
+    # problem: file, field, recorded, re-measured, difference, rule
+    assert out.startswith(f"checked {tampered}/ against") and "compared by these rules:" in out
+    lines = out.splitlines()
+    assert f"  - {tampered / 'predictions.png'}: missing" in lines
+    edited = next(line for line in lines if "model.keras" in line and "test_accuracy" in line)
+    assert "recorded " in edited and ", re-measured " in edited and "difference " in edited
+    assert edited.endswith("rule: exact (counts, digests and hashes are exact on every machine)")
     assert err.startswith("mnist-bench: error: ") and "problem(s) found" in err
     assert readme.read_text() == f"{README_BEGIN}\n{README_END}\n"  # unverified: left alone
 

@@ -122,12 +122,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         CHECKS,
         METRICS_FILE,
         check_readme,
-        check_results,
         merge_results,
         parse_shard,
         replot,
         reproduce,
         update_readme,
+        verify_results,
     )
 
     recipe = args.recipe or "reference"
@@ -168,16 +168,21 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     elif args.check:
         if not checked:
             raise CliError("no published results found under results/ (no metrics.json)")
-        problems = [problem for folder in checked for problem in check_results(folder, data=data)]
-        for problem in problems:
-            print(problem)
-        if problems:
-            _err(f"{len(problems)} problem(s) found in {', '.join(f'{f}/' for f in checked)}")
-            return EXIT_CHECK_FAILED
+        results = {folder: verify_results(folder, data=data) for folder in checked}
         where = " and ".join(f"{folder}/" for folder in checked)
         print(f"checked {where} against the MNIST test set ({len(data.y_test):,} images):")
         for line in CHECKS:
             print(f"  - {line}")
+        print("compared by these rules:")
+        for rule in (rule for result in results.values() for rule in result.rules):
+            print(f"  - {rule}")
+        problems = [problem for result in results.values() for problem in result.problems]
+        if problems:
+            print(f"{len(problems)} problem(s):")
+            for problem in problems:
+                print(f"  - {problem}")
+            _err(f"{len(problems)} problem(s) found in {where}")
+            return EXIT_CHECK_FAILED
         for folder in checked:
             if len(checked) > 1:
                 print(f"\n{folder}/:")
