@@ -164,6 +164,22 @@ def default_cache_dir() -> Path:
     return Path(base).expanduser() / "mnist-bench"
 
 
+def data_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The folder `load_mnist` reads when it is given no `data_dir`: ``$MNIST_BENCH_DATA`` when
+    set, else the cache (`cache_dir`, default `default_cache_dir()`). Tests, the notebook and
+    the CLI find the data this way, as the quick start leaves it."""
+    folder = _env_data_dir()
+    if folder is not None:
+        return folder
+    return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+
+
+def missing_files(folder: str | os.PathLike[str]) -> list[str]:
+    """The canonical names of the four MNIST files not found in `folder` (as ``name`` or
+    ``name.gz``); empty when all are there (their content is checked on loading)."""
+    return [spec.name for spec in _SPECS if _find_file(Path(folder), spec.name) is None]
+
+
 def _find_file(folder: Path, name: str) -> Path | None:
     """``folder/name.gz`` if it exists, else ``folder/name``, else None."""
     for candidate in (folder / f"{name}.gz", folder / name):
