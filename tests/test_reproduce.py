@@ -606,3 +606,24 @@ def test_replot_draws_the_published_figures_again_and_nothing_else(repro, run_cl
     assert {p: p.read_bytes() for p in before} == before  # metrics, models, runs untouched
     code, _, err = run_cli("reproduce", "--replot", "--check", "--out", out)
     assert code == 2 and "--replot draws the figures only" in err
+
+
+# -- variants of this machine (mnist_bench.variants) --------------------------------------
+
+
+def test_variants_run_the_command_in_a_fresh_process_under_their_settings():
+    from mnist_bench.variants import VARIANTS, available_variants, run_variant
+
+    assert available_variants(has_gpu=False) == ["default", "onednn-off", "one-thread"]
+    assert available_variants(has_gpu=True)[-1] == "cpu-only"
+    assert VARIANTS["onednn-off"].env == {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    result = run_variant("one-thread", ["data", "verify", "/nonexistent-mnist-folder"])
+    assert result.returncode == 2 and "/nonexistent-mnist-folder: no such folder" in result.output
+    assert result.fingerprint is None  # only `reproduce --check` prints it
+    with pytest.raises(ValueError, match="variant must be one of"):
+        run_variant("fast", ["--help"])
+
+
+def test_cli_variants_need_check(run_cli):
+    code, _, err = run_cli("reproduce", "--variants")
+    assert code == 2 and "give --check" in err
