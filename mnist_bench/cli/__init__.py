@@ -16,6 +16,7 @@ from ._common import EXIT_BAD_INPUT, CliError, _duration, _err
 from .bench import _add_bench_parser
 from .data import _add_data_parser
 from .evaluate import _add_eval_parsers
+from .finetune import _add_finetune_parsers
 from .reproduce import _add_reproduce_parser, _add_select_parser, _print_trust_summary
 from .robustness import CALIBRATION_MARKERS, ROBUSTNESS_MARKERS, _add_robustness_parsers
 from .serve import (
@@ -43,6 +44,7 @@ _PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_serve_parser,
     _add_serve_load_parser,
     _add_robustness_parsers,
+    _add_finetune_parsers,
 ]
 
 
