@@ -50,8 +50,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     _start_tensorflow()
     from ..evaluation import predict
     from ..export import load_predictor
+    from ..model_card import card_line, model_card
 
-    labels, probabilities = predict(load_predictor(args.model), digits)
+    model = load_predictor(args.model)
+    print(f"model: {args.model}: {card_line(model_card(args.model, model))}")
+    labels, probabilities = predict(model, digits)
     width = max(len("file"), *(len(str(path)) for path in args.images))
     print(f"{'file':<{width}}  digit  probability")
     for path, label, probs in zip(args.images, labels, probabilities, strict=True):
@@ -75,7 +78,9 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
         help="classify your own digit images (PNG, JPEG or .npy)",
         description="Each photo is made MNIST-like first: grayscale, inverted if the "
         "background is light, cropped to the ink, scaled into 20x20 and centred by its centre "
-        "of mass in 28x28. A 28x28 image or array is taken as is. Prints file, label, confidence.",
+        "of mass in 28x28. A 28x28 image or array is taken as is. Prints the model (name, recipe, "
+        "calibrated or not), then file, label, probability (calibrated for a calibrated model: "
+        "results/robust/model_calibrated.keras).",
     )
     p.add_argument(
         "model", help="a .keras/.h5 file or a folder holding one, a .tflite file or a SavedModel"
