@@ -164,6 +164,12 @@ def test_finetune_command_refuses_a_bad_file_then_skips_it(
     assert model.output_shape == (None, 10)
     assert main(["predict", str(out / "model.keras"), str(root / "3" / "a.png")]) == 0
     assert "a.png" in capsys.readouterr().out
+    from mnist_bench.export import export_model
+    from mnist_bench.serving import load_for_serving
+
+    _, info = load_for_serving(out, runtime="keras")  # the folder, as `serve` takes it
+    assert info["recipe"] == "fine-tuned" and info["file"] == "model.keras"
+    assert export_model(model, "litert", tmp_path / "t.tflite").stat().st_size > 0
     assert main([*argv, "--skip-bad-images"]) == 2  # never overwrites
     assert "exists and is not empty" in capsys.readouterr().err
 
