@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +57,13 @@ class UnsupportedImage(ImageError):
 def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
     """Open (parse the header of) `data`; PIL's own refusals become `ImageError`s."""
     try:
-        return Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:  # PIL's own check: over 2x MAX_IMAGE_PIXELS
+        # PIL warns above Image.MAX_IMAGE_PIXELS (89 M) and raises above twice that, on open;
+        # every limit here is lower, so its warning is our refusal, not a line on stderr.
+        # (catch_warnings is process-wide: a thread racing it at worst keeps this filter.)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         found = re.search(r"\((\d+) pixels\)", str(exc))
         declared = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
         raise ImageTooLarge(

@@ -236,6 +236,7 @@ def transfer_table(content: dict[str, Any]) -> str:
         )
     setup, prov = content["setup"], content["provenance"]
     cpu = prov.get("cpu", {}).get("model_name", "unknown CPU")
+    cpu += f" ({prov.get('cpu', {}).get('logical_cpus', '?')} CPUs)"
     seconds = sum(p["seconds"] for p in content["points"].values())
     state = "" if content["complete"] else " Incomplete: run the command again to finish."
     return "\n".join(rows) + (

@@ -130,6 +130,7 @@ def test_refusals_name_the_file_and_the_problem():
             ImageTooLarge,
             "3000x3000 pixels, over the 4,000,000-pixel limit",
         ),
+        (_png_declaring(10000, 10000), ImageTooLarge, "declares 100,000,000 pixels"),  # warns
         (gif, UnsupportedImage, "animated GIF, 2 frames"),
         (float_tiff, UnsupportedImage, "mode F"),
         (png[: len(png) // 2], UnreadableImage, "cannot read image"),

@@ -219,7 +219,7 @@ def _content(points: list[tuple[str, int, int, float]]) -> dict:
             for m, k, s, a in points
         },
         "complete": True, "n_pool": 500, "n_held_out": 1297,
-        "provenance": {"cpu": {"model_name": "Test CPU"}},
+        "provenance": {"cpu": {"model_name": "Test CPU", "logical_cpus": 2}},
     }  # fmt: skip
 
 
@@ -234,7 +234,7 @@ def test_table_is_generated_from_the_points():
     table = transfer_table(content)
     assert "| 1 | 90.00% | 70.00% ± 14.14% | 20.00% ± 14.14% | 2 |" in table
     assert "| 10 | 90.00% | 99.00% ± 0.00% | 50.00% ± 0.00% | 1 |" in table
-    assert "Test CPU" in table and "Incomplete" not in table
+    assert "Test CPU (2 CPUs)" in table and "Incomplete" not in table
 
 
 def test_committed_experiment_fine_tuning_beats_no_labels_at_10_per_class():
