@@ -167,6 +167,8 @@ def test_finetune_command_refuses_a_bad_file_then_skips_it(
     from mnist_bench.export import export_model
     from mnist_bench.serving import load_for_serving
 
+    assert main(["evaluate", str(out), "--folder", str(digit_folder)]) == 0
+    assert f"accuracy on {digit_folder} " in capsys.readouterr().out
     _, info = load_for_serving(out, runtime="keras")  # the folder, as `serve` takes it
     assert info["recipe"] == "fine-tuned" and info["file"] == "model.keras"
     assert export_model(model, "litert", tmp_path / "t.tflite").stat().st_size > 0

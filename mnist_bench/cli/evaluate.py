@@ -22,14 +22,19 @@ def _format_confusion(confusion: Any) -> str:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    data = _common._load_data(args.data)
+    if args.folder:  # your digits, one subfolder per digit, read as `finetune` reads them
+        from ..transfer import read_digit_folder
+
+        data, what = read_digit_folder(args.folder)[:2], f"accuracy on {args.folder}"
+    else:
+        data, what = _common._load_data(args.data), "test accuracy"
     _start_tensorflow()
     from ..evaluation import evaluate
     from ..export import load_predictor
 
     report = evaluate(load_predictor(args.model), data)
     print(
-        f"test accuracy {report.accuracy:.4%} ({report.n_errors} errors of {report.n}), "
+        f"{what} {report.accuracy:.4%} ({report.n_errors} errors of {report.n}), "
         f"loss {report.loss:.4f}"
     )
     print(
@@ -70,6 +75,12 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
         "export`): a .tflite file or a SavedModel folder",
     )
     _add_data_flag(p)
+    p.add_argument(
+        "--folder",
+        default=None,
+        help="score on your digits instead of MNIST's test set: subfolders 0..9 of PNG/JPEG "
+        "files, as `finetune` takes",
+    )
     p.add_argument("--json", default=None, help="also write the full report to this JSON file")
     p.set_defaults(func=_cmd_evaluate)
 
