@@ -469,3 +469,51 @@ def plot_reliability(
         ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     return _finish(fig, path)
+
+
+def plot_transfer(
+    curves: Mapping[str, Mapping[int, Sequence[float]]],
+    examples: Any,
+    path: str | Path | None,
+) -> Path | Figure:
+    """The transfer experiment's learning curve, and a few of the new population's digits.
+
+    Parameters
+    ----------
+    curves : dict of str to dict of int to list of float
+        Method -> labels per class -> held-out accuracy per seed in [0, 1]
+        (`transfer_experiment.curve`); a method with the single key 0 ("no labels") is
+        drawn as a horizontal line.
+    examples : array-like of shape (n, 28, 28), 0..255
+        Digits drawn beside the curve (the first 10).
+    path : str or Path or None
+        Where to write the PNG; None returns the Figure unsaved.
+    """
+    digits = _as_digits(examples)[:10]
+    fig = _new_figure(10.0, 4.2)
+    grid = fig.add_gridspec(2, 7)
+    ax = fig.add_subplot(grid[:, 2:])
+    for method, by_shots in curves.items():
+        if list(by_shots) == [0]:
+            ax.axhline(np.mean(by_shots[0]), color="grey", linestyle="--", label=method)
+            continue
+        shots = sorted(by_shots)
+        means = [np.mean(by_shots[k]) for k in shots]
+        ax.plot(shots, means, marker="o", label=method)
+        for k in shots:  # every seed, so the spread is visible
+            ax.scatter([k] * len(by_shots[k]), by_shots[k], s=10, alpha=0.5, color="black")
+    ax.set_xscale("log")
+    ticks = sorted({k for by_shots in curves.values() for k in by_shots if k > 0})
+    ax.set_xticks(ticks, [str(k) for k in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled digits per class")
+    ax.set_ylabel("accuracy on the held-out digits")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    mosaic = fig.add_subplot(grid[:, :2])
+    rows = [np.hstack(list(digits[r : r + 2])) for r in range(0, len(digits) - 1, 2)]  # 2 wide
+    mosaic.imshow(np.vstack(rows), cmap="gray", vmin=0, vmax=255)
+    mosaic.set_title("UCI digits, rendered", fontsize=9)
+    mosaic.axis("off")
+    fig.tight_layout()
+    return _finish(fig, path)

@@ -377,7 +377,9 @@ def test_predict_prints_a_label_and_confidence_per_file(cli, tiny_run, mnist, tm
     Image.fromarray(_photo_of(mnist.x_test[2])).save(files[2], quality=95)
     result = cli("predict", tiny_run.out_dir, *files)
     assert result.code == 0, result.err
-    header, *lines = result.out.splitlines()
+    model_line, header, *lines = result.out.splitlines()
+    assert model_line.startswith(f"model: {tiny_run.out_dir}: ")  # which model answers
+    assert "not calibrated" in model_line
     assert header.split() == ["file", "digit", "probability"]
     assert len(lines) == len(files)
     for path, line in zip(files, lines, strict=True):
@@ -401,7 +403,7 @@ def test_predict_on_a_saved_mnist_digit_matches_the_library(
     labels, probabilities = mnist_bench.predict(tiny_model, digit)
     result = cli("predict", tiny_run.out_dir, path)
     assert result.code == 0, result.err
-    assert result.out.split()[3:] == [  # after the header: file digit probability
+    assert result.out.splitlines()[-1].split() == [  # file digit probability
         str(path),
         str(labels[0]),
         f"{probabilities[0, labels[0]]:.4f}",
