@@ -523,9 +523,16 @@ def plot_search_front(
             color=ERROR_COLOR,
             label="reference recipe (holdout runs)",
         )
+    # Zoomed on the front and the reference: the trials far below them would squash it.
+    shown = np.concatenate([y[front], 100 * np.asarray(reference_accuracy, float)])
+    below = 0
+    if len(shown):
+        margin = 0.1 * (shown.max() - shown.min()) + 0.05
+        ax.set_ylim(shown.min() - margin, shown.max() + margin)
+        below = int(np.sum(y < shown.min() - margin))
     ax.set_xlabel("minutes per run (training and validation)")
     ax.set_ylabel("final-epoch holdout accuracy (%)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title + (f" ({below} below the axis)" if below else ""), fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()

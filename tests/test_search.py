@@ -118,8 +118,11 @@ def postgres_url() -> Iterator[str]:
 # -- workers -------------------------------------------------------------------------------
 
 
-def _worker(cwd: Path, data: Path, storage: str, worker: int, *extra: str) -> subprocess.Popen:
+def _worker(
+    cwd: Path, data: Path, storage: str, objectives: str, worker: int, *extra: str
+) -> subprocess.Popen:
     argv = [sys.executable, "-m", "mnist_bench.cli", "search", "--study", "tiny"]
+    argv += ["--objectives", objectives]
     argv += ["--storage", storage, "--data", str(data), "--worker", str(worker)]
     argv += ["--heartbeat", str(HEARTBEAT_S), *TINY, *extra]
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -128,10 +131,10 @@ def _worker(cwd: Path, data: Path, storage: str, worker: int, *extra: str) -> su
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
 
 
-def _kill_mid_trial(cwd: Path, data: Path, storage: str) -> None:
+def _kill_mid_trial(cwd: Path, data: Path, storage: str, objectives: str) -> None:
     """Start a worker and SIGKILL it once its first trial has started training."""
     started = cwd / "runs" / "search" / "tiny" / "trial-0" / "config.json"
-    proc = _worker(cwd, data, storage, 9, "--trials", "1")
+    proc = _worker(cwd, data, storage, objectives, 9, "--trials", "1")
     deadline = time.monotonic() + 120
     while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -141,22 +144,31 @@ def _kill_mid_trial(cwd: Path, data: Path, storage: str) -> None:
     assert not (started.parent / "metrics.json").exists(), "killed too late: the run finished"
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+# The slow PostgreSQL run searches on the corrupted holdout too (a third objective).
+@pytest.mark.parametrize(
+    ("backend", "objectives"),
+    [
+        ("sqlite", "accuracy,minutes"),
+        pytest.param("postgresql", "accuracy,minutes,corrupted", marks=pytest.mark.slow),
+    ],
+)
 def test_two_workers_share_a_study_and_retry_a_killed_workers_trial(
-    backend, request, tmp_path, train_only_data
+    backend, objectives, request, tmp_path, train_only_data
 ):
     storage = (
         request.getfixturevalue("postgres_url")
         if backend == "postgresql"
         else f"sqlite:///{tmp_path / 'study.db'}"
     )
-    _kill_mid_trial(tmp_path, train_only_data, storage)
+    _kill_mid_trial(tmp_path, train_only_data, storage, objectives)
     killed = optuna.load_study(study_name="tiny", storage=storage).trials
     assert [t.state.name for t in killed] == ["RUNNING"]  # no worker left to say otherwise
     assert not (tmp_path / "results" / "holdout").exists()  # no record of the killed run
     time.sleep(2 * HEARTBEAT_S)  # its heartbeat goes stale
 
-    workers = [_worker(tmp_path, train_only_data, storage, k, "--trials", "1") for k in (0, 1)]
+    workers = [
+        _worker(tmp_path, train_only_data, storage, objectives, k, "--trials", "1") for k in (0, 1)
+    ]
     outputs = [w.communicate(timeout=300)[0] for w in workers]
     for w, out in zip(workers, outputs, strict=True):
         assert w.returncode == 0, out
@@ -173,7 +185,10 @@ def test_two_workers_share_a_study_and_retry_a_killed_workers_trial(
                                                for t in complete)  # fmt: skip
     for trial in complete:  # every record whole, and holding the trial's values
         record = read_json(tmp_path / "results" / "holdout" / f"{trial.user_attrs['record']}.json")
-        assert trial.values == [record["holdout_accuracy"], record["wall_seconds"] / 60]
+        values = [record["holdout_accuracy"], record["wall_seconds"] / 60]
+        if "corrupted" in objectives:  # scored on the corrupted holdout images, 15 corruptions
+            values.append(record["corrupted_holdout"]["mean_accuracy"])
+        assert trial.values == values
         assert record["config"]["validation"] == "holdout"
         run = tmp_path / "runs" / "search" / "tiny" / f"trial-{trial.user_attrs['run']}"
         metrics = read_json(run / "metrics.json")
@@ -196,6 +211,7 @@ def test_two_workers_share_a_study_and_retry_a_killed_workers_trial(
     front = sum(row["pareto"] for row in summary["trials"])
     assert table.count("\n| ") == 2 + front + 1  # header and rule, the front, the reference
     assert "the reference recipe, mean of seeds 0, 1, 2" in table and "STALE" not in table
+    assert ("corrupted holdout mean" in table) == ("corrupted" in objectives)
 
 
 # -- in-process: the space, the test set, bad input ---------------------------------------
