@@ -264,7 +264,11 @@ def test_bad_input_exits_2_with_one_line(argv, message, tmp_path):
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(("--fix", "epochs"), "NAME=VALUE"), (("--trials", "0"), "positive integer")],
+    [
+        (("--fix", "epochs"), "NAME=VALUE"),
+        (("--trials", "0"), "positive integer"),
+        (("--worker", "-1"), "integer >= 0"),
+    ],
 )
 def test_malformed_flags_are_usage_errors(argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:

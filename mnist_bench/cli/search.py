@@ -38,6 +38,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _index(text: str) -> int:
+    """A worker index: 0, 1, 2, ..."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -55,7 +66,9 @@ def _trial_line(trial: Any, objectives: tuple[str, ...], worker: int) -> str:
     parts = [f"holdout accuracy {attrs['accuracy']:.2%}", f"{attrs['minutes']:.1f} min"]
     if "corrupted" in attrs:
         parts.append(f"corrupted holdout {attrs['corrupted']:.2%}")
-    params = " ".join(f"{k}={v}" for k, v in trial.params.items())
+    params = " ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items()
+    )
     return f"trial {trial.number} (worker {worker}): {', '.join(parts)} | {params}"
 
 
@@ -194,7 +207,10 @@ def _add_search_parser(sub: argparse._SubParsersAction) -> None:
         help="seconds for this worker (default: none)",
     )
     p.add_argument(
-        "--worker", type=int, default=0, help="this worker's index: seeds its sampler (default: 0)"
+        "--worker",
+        type=_index,
+        default=0,
+        help="this worker's index: seeds its sampler (default: 0)",
     )
     p.add_argument(
         "--fix",
