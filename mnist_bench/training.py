@@ -14,7 +14,8 @@ The recipe, top to bottom:
    checkpoint of every variable (weights, averages, optimizer moments, RNG states);
 5. with `weight_averaging`, the averaged weights replace the last ones; with
    `recalibrate_batch_norm`, batch-norm statistics are recomputed on the clean training
-   images; evaluate on the test set, then save model, config, history, metrics and plots.
+   images; evaluate on the test set (not with `score_test=False`: a recipe search), then save
+   model, config, history, metrics and plots.
 
 Resuming works because every piece of state is either in the checkpoint (all model and
 optimizer variables, including Dropout's seed-generator state) or a pure function of
