@@ -23,13 +23,13 @@ import pytest
 from mnist_bench import TrainConfig, cli, load_mnist
 from mnist_bench._io import read_json
 from mnist_bench.search import (
-    README_MARKERS,
     SPACE,
     open_storage,
     open_study,
     study_settings,
     suggest_config,
 )
+from mnist_bench.search_report import README_MARKERS
 
 REPO = Path(__file__).resolve().parents[1]
 # The cheapest candidate in the space, one epoch on 1,000 images: seconds of training; what

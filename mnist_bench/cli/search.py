@@ -75,11 +75,10 @@ def _trial_line(trial: Any, objectives: tuple[str, ...], worker: int) -> str:
 def _report(args: argparse.Namespace, storage_url: str) -> int:
     import optuna
 
-    from ..search import (
+    from ..search import display_url, open_storage
+    from ..search_report import (
         README_MARKERS,
-        display_url,
         figure_path,
-        open_storage,
         search_figure,
         search_table,
         study_summary,
