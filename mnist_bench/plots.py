@@ -517,3 +517,71 @@ def plot_transfer(
     mosaic.axis("off")
     fig.tight_layout()
     return _finish(fig, path)
+
+
+def plot_search_front(
+    minutes: Sequence[float],
+    accuracy: Sequence[float],
+    on_front: Sequence[bool],
+    reference_minutes: Sequence[float],
+    reference_accuracy: Sequence[float],
+    path: str | Path | None,
+    *,
+    labels: Sequence[str] | None = None,
+    title: str = "",
+) -> Path | Figure:
+    """A recipe search's trials as holdout accuracy against minutes per run: every trial a
+    grey dot, the Pareto front joined and labelled, the reference recipe's runs as stars.
+
+    Parameters
+    ----------
+    minutes, accuracy : sequence of float of length n_trials
+        Each complete trial's wall time (minutes) and final-epoch holdout accuracy in [0, 1].
+    on_front : sequence of bool of length n_trials
+        Whether the trial is on the Pareto front.
+    reference_minutes, reference_accuracy : sequence of float of length n_runs
+        The reference recipe's holdout runs (may be empty).
+    path : str or Path or None
+        Where to write the PNG; None returns the Figure unsaved.
+    labels : sequence of str of length n_trials, optional
+        A label per trial, written beside the front's points (e.g. the trial number).
+    title : str, default ""
+
+    Returns
+    -------
+    Path or Figure
+    """
+    x, y = np.asarray(minutes, float), 100 * np.asarray(accuracy, float)
+    front = np.asarray(on_front, bool)
+    if not (len(x) == len(y) == len(front)) or (labels is not None and len(labels) != len(x)):
+        raise ValueError("minutes, accuracy, on_front (and labels) must have one entry per trial")
+    fig = _new_figure(7.0, 4.8)
+    ax = fig.add_subplot()
+    ax.scatter(x[~front], y[~front], s=18, color="lightgrey", label="trial")
+    order = np.argsort(x[front])
+    ax.plot(x[front][order], y[front][order], "o-", color="tab:blue", label="Pareto front")
+    for i in np.flatnonzero(front) if labels is not None else []:
+        ax.annotate(labels[i], (x[i], y[i]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if len(reference_minutes):
+        ax.scatter(
+            reference_minutes,
+            100 * np.asarray(reference_accuracy, float),
+            marker="*",
+            s=120,
+            color=ERROR_COLOR,
+            label="reference recipe (holdout runs)",
+        )
+    # Zoomed on the front and the reference: the trials far below them would squash it.
+    shown = np.concatenate([y[front], 100 * np.asarray(reference_accuracy, float)])
+    below = 0
+    if len(shown):
+        margin = 0.1 * (shown.max() - shown.min()) + 0.05
+        ax.set_ylim(shown.min() - margin, shown.max() + margin)
+        below = int(np.sum(y < shown.min() - margin))
+    ax.set_xlabel("minutes per run (training and validation)")
+    ax.set_ylabel("final-epoch holdout accuracy (%)")
+    ax.set_title(title + (f" ({below} below the axis)" if below else ""), fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return _finish(fig, path)

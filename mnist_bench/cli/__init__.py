@@ -20,6 +20,7 @@ from .evaluate import _add_eval_parsers
 from .finetune import _add_finetune_parsers
 from .reproduce import _add_reproduce_parser, _add_select_parser, _print_trust_summary
 from .robustness import CALIBRATION_MARKERS, ROBUSTNESS_MARKERS, _add_robustness_parsers
+from .search import _add_search_parser
 from .serve import (
     _add_export_bench_parser,
     _add_export_parser,
@@ -39,6 +40,7 @@ _PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_eval_parsers,
     _add_reproduce_parser,
     _add_select_parser,
+    _add_search_parser,
     _add_bench_parser,
     _add_export_parser,
     _add_export_bench_parser,
