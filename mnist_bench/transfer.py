@@ -31,7 +31,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ import keras
 import numpy as np
 
 from ._io import write_json
+from .config import FinetuneConfig
 from .images import ImageError, read_image_file
 from .models import save_model
 from .preprocess import IMAGE_SIZE, prepare_digit, preprocess_images
@@ -46,52 +46,12 @@ from .training import recalibrate_batch_norm, seed_everything
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # image_dataset_from_directory's, less bmp/gif
 CLASS_NAMES = tuple(str(d) for d in range(10))
-LAYER_CHOICES = ("all", "head", "scratch")
 RECORD_NAME = "finetune.json"
 MAX_NAMED = 5  # bad files named in one refusal; the count says how many more
 
 
 class DigitFolderError(ValueError):
     """A digit folder that cannot be used as it is; the message names the file(s)."""
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """How a model is adapted to new digits.
-
-    layers : {"all", "head", "scratch"}, default "all"
-        Which weights learn: every layer but batch normalisation; only the last Dense layer;
-        or the same network re-initialised, every layer (from scratch).
-    learning_rate : float, default 3e-4
-        Adam's step size (constant).
-    steps : int, default 150
-        Optimizer steps, whatever the number of images.
-    batch_size : int, default 32
-        Images per step; with fewer images than this a batch repeats some.
-    seed : int, default 0
-        Seeds weights (for "scratch"), dropout and the order of the images.
-    """
-
-    layers: str = "all"
-    learning_rate: float = 3e-4
-    steps: int = 150
-    batch_size: int = 32
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.layers not in LAYER_CHOICES:
-            raise ValueError(f"layers must be one of {list(LAYER_CHOICES)}, got {self.layers!r}")
-        if not (np.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate}")
-        for name in ("steps", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # -- the folder ---------------------------------------------------------------------------

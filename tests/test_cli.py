@@ -526,3 +526,16 @@ def test_step_bar_is_silent_when_not_on_a_terminal():
 )
 def test_durations_read_as_a_person_would_say_them(seconds, text):
     assert cli_module._duration(seconds) == text
+
+
+def test_building_the_parser_does_not_import_tensorflow():
+    """`mnist-bench --help`, `data verify` and every parser stay quick and quiet: TensorFlow
+    (and its start-up lines) only when a command needs it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from mnist_bench.cli import build_parser; build_parser(); "
+        "sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

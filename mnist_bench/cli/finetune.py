@@ -115,7 +115,7 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def _add_finetune_parsers(sub: argparse._SubParsersAction) -> None:
-    from ..transfer import LAYER_CHOICES, FinetuneConfig
+    from ..config import LAYER_CHOICES, FinetuneConfig
 
     defaults = FinetuneConfig()
     p = sub.add_parser(
