@@ -144,11 +144,13 @@ def _kill_mid_trial(cwd: Path, data: Path, storage: str, objectives: str) -> Non
     assert not (started.parent / "metrics.json").exists(), "killed too late: the run finished"
 
 
-# The slow PostgreSQL run searches on the corrupted holdout too (a third objective).
+# Both backends in the fast tier (CI starts a real PostgreSQL server); the slow run searches
+# on the corrupted holdout too (a third objective).
 @pytest.mark.parametrize(
     ("backend", "objectives"),
     [
         ("sqlite", "accuracy,minutes"),
+        ("postgresql", "accuracy,minutes"),
         pytest.param("postgresql", "accuracy,minutes,corrupted", marks=pytest.mark.slow),
     ],
 )
