@@ -106,7 +106,8 @@ def weights_digest(model: keras.Model) -> str:
 
 def _stream_key(seed: int, epoch: int) -> int:
     """A 63-bit key for the random stream of (seed, epoch), independent across epochs."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    # Shift a Python int: numpy 1.x promotes uint64 >> int to float64, which cannot shift.
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]) >> 1
 
 
 def distribution_strategy(name: str) -> tf.distribute.Strategy:
