@@ -5,17 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import EXIT_CHECK_FAILED, EXIT_OK, CliError, _add_data_flag, _update_table
+from ._common import EXIT_CHECK_FAILED, EXIT_OK, CliError, _add_data_flag, _show_table
 
 
 def _cmd_compat(args: argparse.Namespace) -> int:
     from ..compat import README_MARKERS, compat_table, run_compat, versions, write_compat
 
     if args.report:
-        table = compat_table(args.results)
-        print(table)
-        if args.readme:
-            _update_table(args.readme, README_MARKERS, table, "versions table")
+        _show_table(compat_table(args.results), args.readme, README_MARKERS, "versions table")
         return EXIT_OK
     if args.readme:
         raise CliError("--readme regenerates the table: give --report")

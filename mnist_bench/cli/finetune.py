@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._common import EXIT_OK, _start_tensorflow, _update_table
+from ._common import EXIT_OK, _show_table, _start_tensorflow
 
 DEFAULT_BASE = "results/robust/model.keras"
 PROGRESS_EVERY = 25  # steps between progress lines
@@ -107,10 +107,7 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
     examples = render_uci_digits()[0][:10]  # the digits 0 to 9
     figure = plot_transfer(curve(content), examples, out_file.with_suffix(".png"))
     print(f"wrote {figure}")
-    table = transfer_table(content)
-    print(table)
-    if args.docs:
-        _update_table(args.docs, TABLE_MARKERS, table, "transfer table")
+    _show_table(transfer_table(content), args.docs, TABLE_MARKERS, "transfer table")
     return EXIT_OK
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,8 @@ from ._common import (
     EXIT_OK,
     CliError,
     _add_data_flag,
+    _show_table,
     _start_tensorflow,
-    _update_table,
 )
 
 
@@ -28,35 +29,24 @@ def _fixed_pair(text: str) -> tuple[str, Any]:
         return name, value  # e.g. convs_per_stage=1,1,1
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+def _number_above(kind: type, low: float, what: str) -> Callable[[str], Any]:
+    """An argparse `type`: `kind(text)`, refused unless > `low`, naming `what` it must be."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = low
+        if not value > low:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _index(text: str) -> int:
-    """A worker index: 0, 1, 2, ..."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
+_positive_int = _number_above(int, 0, "a positive integer")
+_index = _number_above(int, -1, "an integer >= 0")  # a worker index: 0, 1, 2, ...
+_positive_float = _number_above(float, 0.0, "a positive number")
 
 
 def _trial_line(trial: Any, objectives: tuple[str, ...], worker: int) -> str:
@@ -94,10 +84,7 @@ def _report(args: argparse.Namespace, storage_url: str) -> int:
     print(f"wrote {write_summary(summary, args.out)}")
     if summary["trials"]:
         print(f"wrote {search_figure(summary, figure_path(args.study, args.out))}")
-    table = search_table(summary)
-    print(table)
-    if args.readme:
-        _update_table(args.readme, README_MARKERS, table, "search table")
+    _show_table(search_table(summary), args.readme, README_MARKERS, "search table")
     return EXIT_OK
 
 
