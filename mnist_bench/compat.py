@@ -18,6 +18,7 @@ environment's Python and records the outcome:
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tempfile
@@ -33,7 +34,8 @@ COMPAT_DIR = "compat"  # under the results folder: one <env>.json per environmen
 # The notebook's model after 1 epoch on all 60k images: 97.80-97.83% on the pinned machines
 # (tests/test_accuracy.py); 0.5 points of margin for other kernels and versions.
 ONE_EPOCH_THRESHOLD = 0.973
-PACKAGES = ("tensorflow", "keras", "numpy", "scipy", "scikit-learn", "ai-edge-litert")
+PACKAGES = ("tensorflow", "keras", "numpy", "scipy", "scikit-learn", "scikit-image", "matplotlib",
+            "pillow", "ai-edge-litert")  # fmt: skip
 README_MARKERS = ("<!-- versions-table -->", "<!-- /versions-table -->")
 _TAIL = 2_000  # characters of a failed step's output kept in the record
 
@@ -124,7 +126,7 @@ def run_compat(
              lambda out: _threshold(run)),
             ("notebook (nbval)", [sys.executable, "-m", "pytest", "--nbval", "notebooks", "-q",
                                   "-p", "no:cacheprovider", "-p", "no:xdist"],
-             lambda out: (True, out.strip().splitlines()[-1])),
+             lambda out: (True, _pytest_summary(out))),
             ("export + predict", _cli("export", "results/model.keras", "--format", "litert",
                                       "--out", str(tflite), "--results", str(tmp_dir / "e.json"),
                                       *data),
@@ -142,6 +144,12 @@ def run_compat(
                 progress(name, record)
     passed = all(step["passed"] for step in steps.values())
     return {"versions": versions(), "steps": steps, "passed": passed, "provenance": provenance()}
+
+
+def _pytest_summary(output: str) -> str:
+    """pytest's closing line (``13 passed in 35.16s``), wherever warnings put it."""
+    lines = [line for line in output.splitlines() if re.search(r"\d+ passed", line)]
+    return lines[-1].strip(" =") if lines else output.strip().splitlines()[-1]
 
 
 def _threshold(run_dir: Path) -> tuple[bool, str]:
