@@ -483,6 +483,23 @@ def test_cli_reproduces_the_robust_recipe_beside_the_reference(repro, run_cli, t
     assert stdout.startswith(f"checked {out}/ against") and "robust over 1 seed" in stdout
 
 
+def test_cli_reproduces_a_deep_recipe_without_the_notebooks_model(run_cli, tmp_path):
+    # resnet20's folder publishes its own seeds only: results/ holds the notebook's model.
+    out, runs = tmp_path / "results" / "resnet20", tmp_path / "runs"
+    argv = ["--recipe", "resnet20", "--seeds", "1", "--epochs", "1", "--train-subset", "256"]
+    code, stdout, err = run_cli("reproduce", *argv, "--out", out, "--runs-dir", runs)
+    assert code == 0, err
+    assert "notebook run" not in stdout and "run 1 of 1: resnet20-seed0" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["complete"] and metrics["pending"] == [] and metrics["seed_model"] is None
+    assert TrainConfig.from_dict(metrics["published"]["config"]).model == "resnet20"
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["resnet20-seed0.json"]
+    assert "| seed notebook's model | not trained with this recipe" in results_table(metrics)
+    code, stdout, err = run_cli("reproduce", "--check", "--recipe", "resnet20", "--out", out)
+    assert code == 0, stdout + err
+    assert "resnet20 over 1 seed" in stdout
+
+
 def test_readme_results_table_matches_the_published_metrics():
     """README.md's table is what the committed results/metrics.json renders to."""
     root = Path(__file__).resolve().parents[1]
