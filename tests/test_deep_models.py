@@ -31,6 +31,13 @@ def _cli(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+# End to end, each network's tiny training and every command on it take 5-8 minutes of a
+# shared 2-core machine (EfficientNet's train step alone traces for minutes): the slow tier.
+# The fast tier keeps the architecture tests below, test_models.py (build, sizes, FLOPs,
+# save/load of every network) and test_reproduce's resnet20 reproduce + check.
+END_TO_END = pytest.mark.slow
+
+
 @pytest.fixture(scope="module", params=DEEP)
 def deep_run(request, mnist_dir, tmp_path_factory) -> tuple[str, Path]:
     """(name, folder) of `mnist-bench train --model NAME`, 1 epoch on 1,000 images."""
@@ -46,6 +53,7 @@ def deep_run(request, mnist_dir, tmp_path_factory) -> tuple[str, Path]:
     return request.param, out
 
 
+@END_TO_END
 def test_train_runs_the_recipe_and_learns_something(deep_run):
     name, out = deep_run
     metrics = json.loads((out / "metrics.json").read_text())
@@ -54,6 +62,7 @@ def test_train_runs_the_recipe_and_learns_something(deep_run):
     assert metrics["test_accuracy"] > 0.10  # above chance after one tiny epoch
 
 
+@END_TO_END
 def test_saved_files_load_with_plain_keras_and_give_the_same_predictions(deep_run, mnist):
     name, out = deep_run
     recorded = json.loads((out / "metrics.json").read_text())["weights_digest"]
@@ -65,6 +74,7 @@ def test_saved_files_load_with_plain_keras_and_give_the_same_predictions(deep_ru
     assert models[0].name == name
 
 
+@END_TO_END
 def test_evaluate_and_predict_take_the_folder(deep_run, mnist, mnist_dir, tmp_path, monkeypatch):
     _, out = deep_run
     monkeypatch.setenv("MNIST_BENCH_DATA", str(mnist_dir))
@@ -78,6 +88,7 @@ def test_evaluate_and_predict_take_the_folder(deep_run, mnist, mnist_dir, tmp_pa
     assert "digit.png" in stdout
 
 
+@END_TO_END
 def test_export_to_litert_keeps_the_accuracy(deep_run, tmp_path, mnist_dir, monkeypatch):
     _, out = deep_run
     monkeypatch.setenv("MNIST_BENCH_DATA", str(mnist_dir))
@@ -89,6 +100,7 @@ def test_export_to_litert_keeps_the_accuracy(deep_run, tmp_path, mnist_dir, monk
     assert abs(exported - keras_accuracy) <= 0.002  # float32 LiteRT: a few digits at most
 
 
+@END_TO_END
 def test_robustness_and_calibration_measure_it(deep_run, tmp_path, mnist_dir, monkeypatch):
     _, out = deep_run
     monkeypatch.setenv("MNIST_BENCH_DATA", str(mnist_dir))
@@ -103,6 +115,7 @@ def test_robustness_and_calibration_measure_it(deep_run, tmp_path, mnist_dir, mo
     assert json.loads((tmp_path / "calibration.json").read_text())["temperature"] > 0
 
 
+@END_TO_END
 def test_serve_loads_the_saved_folder_and_agrees_with_keras(deep_run, mnist):
     from mnist_bench.serving.server import load_for_serving
 
