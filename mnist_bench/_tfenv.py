@@ -113,6 +113,20 @@ def onednn_enabled() -> bool | None:
         return None
 
 
+# Thread settings TensorFlow (and oneDNN's OpenMP) read at start-up: they change how sums are
+# split over threads, hence the float round-off, so the machine fingerprint names them.
+THREAD_ENVS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+
+
+def thread_settings(environ: MutableMapping[str, str] | None = None) -> str | None:
+    """The thread variables of `THREAD_ENVS` that are set, e.g.
+    ``"TF_NUM_INTRAOP_THREADS=1"``; None when none is (TensorFlow's default: one thread per
+    CPU this process may run on)."""
+    env = os.environ if environ is None else environ
+    set_ = [f"{name}={env[name]}" for name in THREAD_ENVS if env.get(name, "") != ""]
+    return ",".join(set_) or None
+
+
 def start_tensorflow() -> list[str]:
     """Import TensorFlow and initialise its devices with its start-up chatter filtered out.
 

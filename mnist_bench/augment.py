@@ -18,7 +18,8 @@ from .config import TrainConfig
 
 def _stream_key(seed: int, epoch: int) -> int:
     """A 63-bit key for the random stream of (seed, epoch), independent across epochs."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    # Shift a Python int: numpy 1.x promotes uint64 >> int to float64, which cannot shift.
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]) >> 1
 
 
 def _affine_transforms(batch: tf.Tensor, seed: tf.Tensor, config: TrainConfig) -> tf.Tensor:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -318,3 +318,47 @@ def _check_json_round_trip(name: str, value: Any) -> None:
             f"{name} must hold only JSON values (str keys; str, int, finite float, bool, None, "
             f"list, dict) that read back unchanged, got {value!r}"
         )
+
+
+# -- fine-tuning (mnist_bench.transfer) -------------------------------------------------------
+
+LAYER_CHOICES = ("all", "head", "scratch")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """How a model is adapted to new digits.
+
+    layers : {"all", "head", "scratch"}, default "all"
+        Which weights learn: every layer but batch normalisation; only the last Dense layer;
+        or the same network re-initialised, every layer (from scratch).
+    learning_rate : float, default 3e-4
+        Adam's step size (constant).
+    steps : int, default 150
+        Optimizer steps, whatever the number of images.
+    batch_size : int, default 32
+        Images per step; with fewer images than this a batch repeats some.
+    seed : int, default 0
+        Seeds weights (for "scratch"), dropout and the order of the images.
+    """
+
+    layers: str = "all"
+    learning_rate: float = 3e-4
+    steps: int = 150
+    batch_size: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.layers not in LAYER_CHOICES:
+            raise ValueError(f"layers must be one of {list(LAYER_CHOICES)}, got {self.layers!r}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate}")
+        for name in ("steps", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -164,6 +164,22 @@ def default_cache_dir() -> Path:
     return Path(base).expanduser() / "mnist-bench"
 
 
+def data_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The folder `load_mnist` reads when it is given no `data_dir`: ``$MNIST_BENCH_DATA`` when
+    set, else the cache (`cache_dir`, default `default_cache_dir()`). Tests, the notebook and
+    the CLI find the data this way, as the quick start leaves it."""
+    folder = _env_data_dir()
+    if folder is not None:
+        return folder
+    return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+
+
+def missing_files(folder: str | os.PathLike[str]) -> list[str]:
+    """The canonical names of the four MNIST files not found in `folder` (as ``name`` or
+    ``name.gz``); empty when all are there (their content is checked on loading)."""
+    return [spec.name for spec in _SPECS if _find_file(Path(folder), spec.name) is None]
+
+
 def _find_file(folder: Path, name: str) -> Path | None:
     """``folder/name.gz`` if it exists, else ``folder/name``, else None."""
     for candidate in (folder / f"{name}.gz", folder / name):
@@ -402,6 +418,7 @@ def load_mnist(
     *,
     cache_dir: str | os.PathLike[str] | None = None,
     download: bool = True,
+    test: bool = True,
 ) -> MnistData:
     """Load and verify the MNIST training and test sets.
 
@@ -418,6 +435,10 @@ def load_mnist(
         Default: `default_cache_dir()`.
     download : bool, default True
         Download the files into the cache when they are not there.
+    test : bool, default True
+        False: the two test files are neither opened nor required, and ``x_test``, ``y_test``
+        are empty, of shape (0, 28, 28) and (0,): for work that must not see the test set
+        (`mnist_bench.search`).
 
     Returns
     -------
@@ -434,10 +455,15 @@ def load_mnist(
     folder = Path(data_dir).expanduser() if data_dir is not None else _env_data_dir()
     if folder is None:
         folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-        if download and any(_find_file(folder, spec.name) is None for spec in _SPECS):
+        needed = _SPECS if test else _SPLITS["train"]
+        if download and any(_find_file(folder, spec.name) is None for spec in needed):
             download_mnist(folder)
     x_train, y_train = _read_split(folder, *_SPLITS["train"])
-    x_test, y_test = _read_split(folder, *_SPLITS["test"])
+    if test:
+        x_test, y_test = _read_split(folder, *_SPLITS["test"])
+    else:
+        x_test = np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+        y_test = np.zeros((0,), np.uint8)
     return MnistData(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
 
 

@@ -31,6 +31,7 @@ import tensorflow as tf
 from sklearn.metrics import classification_report, confusion_matrix
 
 from ._io import atomic_path, read_json
+from .compare import EXACT, Rule, float32_rule, gamma
 from .preprocess import preprocess_images
 
 if TYPE_CHECKING:
@@ -496,6 +497,59 @@ def calibration_metrics(probabilities: Any, labels: Any, *, n_bins: int = ECE_BI
         "brier": float(np.mean(np.sum((p - one_hot) ** 2, axis=1))),
         "accuracy": float(np.mean(p.argmax(axis=1) == y)),
         "mean_confidence": float(np.mean(p.max(axis=1))),
+    }
+
+
+def calibration_rules(
+    probabilities: Any, labels: Any, *, same_fingerprint: bool, n_bins: int = ECE_BINS
+) -> dict[str, Rule]:
+    """How each of `calibration_metrics`' numbers, re-measured from `probabilities`, is compared
+    with a recorded one (`mnist_bench.compare`): exact on the recording machine fingerprint
+    and for the accuracy (a count); elsewhere within float32 rounding over the terms each
+    number sums.
+
+    The magnitudes: NLL, Brier score and mean confidence sum non-negative terms (their own
+    value); the ECE sums ``confidence - correct`` within bins (the mean of ``|confidence -
+    correct|``). An ECE also jumps when a confidence crosses a bin edge: each image whose
+    confidence lies within ``2 gamma(10) * confidence`` of an edge (the rounding of the
+    softmax's own 10-term sum) adds ``2 |confidence - correct| / N``, the most its move can
+    change the ECE.
+
+    Parameters
+    ----------
+    probabilities : array-like of shape (N, 10)
+    labels : array-like of shape (N,)
+    same_fingerprint : bool
+        Whether this machine's fingerprint recorded the numbers (then every rule is exact).
+    n_bins : int, default=15
+
+    Returns
+    -------
+    dict of str to Rule
+        ``ece``, ``nll``, ``brier``, ``accuracy``, ``mean_confidence``.
+    """
+    p, y = _check_probabilities(probabilities, labels)
+    n = len(y)
+    confidence = p.max(axis=1).astype(np.float64)
+    off = np.abs(confidence - (p.argmax(axis=1) == y))  # |confidence - correct| per image
+    edges = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
+    near = (
+        np.min(np.abs(confidence[:, None] - edges[None, :]), axis=1)
+        <= 2 * gamma(NUM_CLASSES) * confidence
+    )
+    metrics = calibration_metrics(p, y, n_bins=n_bins)
+
+    def rule(n_terms: int, magnitude: float, slack: float = 0.0) -> Rule:
+        return float32_rule(
+            n_terms=n_terms, magnitude=magnitude, slack=slack, same_fingerprint=same_fingerprint
+        )
+
+    return {
+        "ece": rule(n, float(off.mean()), float(2 * off[near].sum() / n)),
+        "nll": rule(n, metrics["nll"]),
+        "brier": rule(n * NUM_CLASSES, metrics["brier"]),
+        "accuracy": EXACT,
+        "mean_confidence": rule(n, metrics["mean_confidence"]),
     }
 
 

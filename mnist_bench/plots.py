@@ -469,3 +469,119 @@ def plot_reliability(
         ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
     return _finish(fig, path)
+
+
+def plot_transfer(
+    curves: Mapping[str, Mapping[int, Sequence[float]]],
+    examples: Any,
+    path: str | Path | None,
+) -> Path | Figure:
+    """The transfer experiment's learning curve, and a few of the new population's digits.
+
+    Parameters
+    ----------
+    curves : dict of str to dict of int to list of float
+        Method -> labels per class -> held-out accuracy per seed in [0, 1]
+        (`transfer_experiment.curve`); a method with the single key 0 ("no labels") is
+        drawn as a horizontal line.
+    examples : array-like of shape (n, 28, 28), 0..255
+        Digits drawn beside the curve (the first 10).
+    path : str or Path or None
+        Where to write the PNG; None returns the Figure unsaved.
+    """
+    digits = _as_digits(examples)[:10]
+    fig = _new_figure(10.0, 4.2)
+    grid = fig.add_gridspec(2, 7)
+    ax = fig.add_subplot(grid[:, 2:])
+    for method, by_shots in curves.items():
+        if list(by_shots) == [0]:
+            ax.axhline(np.mean(by_shots[0]), color="grey", linestyle="--", label=method)
+            continue
+        shots = sorted(by_shots)
+        means = [np.mean(by_shots[k]) for k in shots]
+        ax.plot(shots, means, marker="o", label=method)
+        for k in shots:  # every seed, so the spread is visible
+            ax.scatter([k] * len(by_shots[k]), by_shots[k], s=10, alpha=0.5, color="black")
+    ax.set_xscale("log")
+    ticks = sorted({k for by_shots in curves.values() for k in by_shots if k > 0})
+    ax.set_xticks(ticks, [str(k) for k in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled digits per class")
+    ax.set_ylabel("accuracy on the held-out digits")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    mosaic = fig.add_subplot(grid[:, :2])
+    rows = [np.hstack(list(digits[r : r + 2])) for r in range(0, len(digits) - 1, 2)]  # 2 wide
+    mosaic.imshow(np.vstack(rows), cmap="gray", vmin=0, vmax=255)
+    mosaic.set_title("UCI digits, rendered", fontsize=9)
+    mosaic.axis("off")
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def plot_search_front(
+    minutes: Sequence[float],
+    accuracy: Sequence[float],
+    on_front: Sequence[bool],
+    reference_minutes: Sequence[float],
+    reference_accuracy: Sequence[float],
+    path: str | Path | None,
+    *,
+    labels: Sequence[str] | None = None,
+    title: str = "",
+) -> Path | Figure:
+    """A recipe search's trials as holdout accuracy against minutes per run: every trial a
+    grey dot, the Pareto front joined and labelled, the reference recipe's runs as stars.
+
+    Parameters
+    ----------
+    minutes, accuracy : sequence of float of length n_trials
+        Each complete trial's wall time (minutes) and final-epoch holdout accuracy in [0, 1].
+    on_front : sequence of bool of length n_trials
+        Whether the trial is on the Pareto front.
+    reference_minutes, reference_accuracy : sequence of float of length n_runs
+        The reference recipe's holdout runs (may be empty).
+    path : str or Path or None
+        Where to write the PNG; None returns the Figure unsaved.
+    labels : sequence of str of length n_trials, optional
+        A label per trial, written beside the front's points (e.g. the trial number).
+    title : str, default ""
+
+    Returns
+    -------
+    Path or Figure
+    """
+    x, y = np.asarray(minutes, float), 100 * np.asarray(accuracy, float)
+    front = np.asarray(on_front, bool)
+    if not (len(x) == len(y) == len(front)) or (labels is not None and len(labels) != len(x)):
+        raise ValueError("minutes, accuracy, on_front (and labels) must have one entry per trial")
+    fig = _new_figure(7.0, 4.8)
+    ax = fig.add_subplot()
+    ax.scatter(x[~front], y[~front], s=18, color="lightgrey", label="trial")
+    order = np.argsort(x[front])
+    ax.plot(x[front][order], y[front][order], "o-", color="tab:blue", label="Pareto front")
+    for i in np.flatnonzero(front) if labels is not None else []:
+        ax.annotate(labels[i], (x[i], y[i]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if len(reference_minutes):
+        ax.scatter(
+            reference_minutes,
+            100 * np.asarray(reference_accuracy, float),
+            marker="*",
+            s=120,
+            color=ERROR_COLOR,
+            label="reference recipe (holdout runs)",
+        )
+    # Zoomed on the front and the reference: the trials far below them would squash it.
+    shown = np.concatenate([y[front], 100 * np.asarray(reference_accuracy, float)])
+    below = 0
+    if len(shown):
+        margin = 0.1 * (shown.max() - shown.min()) + 0.05
+        ax.set_ylim(shown.min() - margin, shown.max() + margin)
+        below = int(np.sum(y < shown.min() - margin))
+    ax.set_xlabel("minutes per run (training and validation)")
+    ax.set_ylabel("final-epoch holdout accuracy (%)")
+    ax.set_title(title + (f" ({below} below the axis)" if below else ""), fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return _finish(fig, path)

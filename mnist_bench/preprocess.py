@@ -17,7 +17,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from .images import read_image_file
 
 IMAGE_SIZE = 28  # MNIST field, pixels
 DIGIT_BOX = 20  # MNIST digits were scaled so their longer side fits 20 pixels
@@ -243,6 +245,9 @@ def prepare_photo(image: np.ndarray) -> np.ndarray:
 def load_image_file(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image file (PNG, JPEG, anything PIL reads) or a NumPy ``.npy`` array.
 
+    Image files go through the decoding guard, `mnist_bench.images.read_image_file`: the
+    declared size is checked before decoding, odd modes are read or refused by name.
+
     Parameters
     ----------
     path : path
@@ -257,15 +262,15 @@ def load_image_file(path: str | os.PathLike[str]) -> np.ndarray:
     Raises
     ------
     ValueError
-        Naming the file, when it cannot be read, is empty, or holds another shape.
+        Naming the file, when it cannot be read, is empty, too large, or holds another shape
+        (`mnist_bench.images.ImageError` for image files).
     """
     path = Path(path)
+    if path.suffix.lower() != ".npy":
+        return read_image_file(path)
     try:
-        if path.suffix.lower() == ".npy":
-            array = np.load(path, allow_pickle=False)
-        else:
-            array = _read_with_pil(path)
-    except (OSError, ValueError, EOFError, UnidentifiedImageError) as exc:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
         raise ValueError(f"{path}: cannot read image: {exc}") from exc
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4))):
         raise ValueError(
@@ -274,28 +279,6 @@ def load_image_file(path: str | os.PathLike[str]) -> np.ndarray:
     if array.size == 0:
         raise ValueError(f"{path}: the image is empty, shape {array.shape}")
     return array
-
-
-def image_to_array(img: Image.Image) -> np.ndarray:
-    """The pixels of an opened PIL image, as `load_image_file` returns them.
-
-    Returns
-    -------
-    ndarray of shape (H, W), (H, W, 3) or (H, W, 4)
-        uint8 for 8-bit images; float64 scaled to [0, 255] for 16/32-bit grayscale.
-    """
-    img.load()
-    if img.mode.startswith("I"):  # 16/32-bit integer grayscale: rescale to 0..255
-        return np.asarray(img, dtype=np.float64) * (255.0 / 65535.0)
-    if img.mode not in ("L", "RGB", "RGBA"):
-        has_alpha = "A" in img.getbands() or "transparency" in img.info
-        img = img.convert("RGBA" if has_alpha else "RGB")
-    return np.asarray(img)
-
-
-def _read_with_pil(path: Path) -> np.ndarray:
-    with Image.open(path) as img:
-        return image_to_array(img)
 
 
 def prepare_image_file(path: str | os.PathLike[str]) -> np.ndarray:

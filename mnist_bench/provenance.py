@@ -23,6 +23,7 @@ from . import __version__, _tfenv
 # oneDNN on exactly on x86 CPUs with one of these (AVX-512 VNNI/BF16, AMX).
 _ONEDNN_DEFAULT_ISA = ("avx512_vnni", "avx512_bf16", "amx_tile")
 _ONEDNN_FIELD = "onednn "
+_THREADS_FIELD = "threads "
 # Instruction-set extensions that change which oneDNN kernels run, hence the float round-off.
 _ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "asimd")
 
@@ -64,7 +65,9 @@ def cpu_text(cpu: dict[str, Any]) -> str:
 
 def machine_fingerprint() -> str:
     """A one-line identity of the floating-point environment: CPU, ISA, threads, GPUs, TF
-    version and whether oneDNN is on, e.g. ``"... | tf 2.21.0 | onednn on"``.
+    version and whether oneDNN is on, e.g. ``"... | tf 2.21.0 | onednn on"``; a last field
+    ``threads ...`` names TensorFlow's or OpenMP's thread variables when any is set
+    (`_tfenv.thread_settings`).
 
     Two runs with matching fingerprints and equal configs produce bit-identical weights.
     """
@@ -72,24 +75,24 @@ def machine_fingerprint() -> str:
 
     cpu = cpu_description()
     gpus = gpu_names()
-    return " | ".join(
-        [
-            cpu["model_name"],
-            cpu["vendor_family_model_stepping"],
-            ",".join(cpu["isa"]) or "no-simd-flags",
-            f"{cpu['affinity_cpus'] or cpu['logical_cpus']} cpus",
-            f"gpu: {', '.join(gpus) or 'none'}",
-            f"tf {tf.__version__}",
-            _ONEDNN_FIELD + {True: "on", False: "off", None: "unknown"}[_tfenv.onednn_enabled()],
-        ]
-    )
+    fields = [
+        cpu["model_name"],
+        cpu["vendor_family_model_stepping"],
+        ",".join(cpu["isa"]) or "no-simd-flags",
+        f"{cpu['affinity_cpus'] or cpu['logical_cpus']} cpus",
+        f"gpu: {', '.join(gpus) or 'none'}",
+        f"tf {tf.__version__}",
+        _ONEDNN_FIELD + {True: "on", False: "off", None: "unknown"}[_tfenv.onednn_enabled()],
+    ]
+    threads = _tfenv.thread_settings()
+    return " | ".join(fields + ([f"{_THREADS_FIELD}{threads}"] if threads else []))
 
 
 def _with_onednn(fingerprint: str) -> str:
     """`fingerprint` with its oneDNN field; one recorded before the field existed gets the
     setting TensorFlow 2.21 chose by default from the ISA list in it."""
     fields = fingerprint.split(" | ")
-    if fields[-1].startswith(_ONEDNN_FIELD):
+    if any(field.startswith(_ONEDNN_FIELD) for field in fields):
         return fingerprint
     isa = fields[2].split(",") if len(fields) > 2 else []
     on = any(flag in isa for flag in _ONEDNN_DEFAULT_ISA)

@@ -29,12 +29,14 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._io import atomic_path, read_json, read_marked, replace_marked, write_json
+from .compare import EXACT, compare
 from .config import CONFIG_FILE, METRICS_FILE, TrainConfig
 from .evaluation import evaluate, predict
 from .models import H5_NAME, KERAS_NAME, h5_published, load_model, weights_digest
@@ -238,7 +240,8 @@ def replot(out_dir: str | Path = "results", *, data: MnistData) -> list[Path]:
 
 
 def _check_published_model(out: Path, name: str, published: dict, data: MnistData) -> list[str]:
-    """Load out/name with plain Keras; compare its accuracy and digest with metrics.json."""
+    """Load out/name with plain Keras; compare its digest, accuracy and errors (exact: a hash
+    and counts) with metrics.json's published entry."""
     import keras
 
     path = out / name
@@ -248,47 +251,38 @@ def _check_published_model(out: Path, name: str, published: dict, data: MnistDat
         model = keras.models.load_model(path)
     except Exception as exc:  # Keras raises many types for a bad file
         return [f"{path}: not a loadable Keras model ({type(exc).__name__}: {exc})"]
-    problems = []
-    digest = weights_digest(model)
-    if digest != published.get("weights_digest"):
-        problems.append(
-            f"{path}: weights digest {digest} differs from {METRICS_FILE}'s "
-            f"published.weights_digest {published.get('weights_digest')}"
-        )
-    accuracy = evaluate(model, data).accuracy
-    if accuracy != published.get("test_accuracy"):
-        problems.append(
-            f"{path}: test accuracy {accuracy!r} differs from {METRICS_FILE}'s "
-            f"published.test_accuracy {published.get('test_accuracy')!r}"
-        )
-    return problems
+    report = evaluate(model, data)
+    measured = {"weights_digest": weights_digest(model), "test_accuracy": report.accuracy,
+                "test_errors": report.n_errors}  # fmt: skip
+    recorded = {key: published.get(key) for key in measured}
+    where = f"{path} (re-measured) against {METRICS_FILE}"
+    return [str(problem) for problem in compare(where, "published", recorded, measured)]
 
 
 def _check_consistency(out: Path, metrics: dict, labels: np.ndarray) -> list[str]:
-    """Numbers in metrics.json that must follow from other numbers in it or from config.json."""
-    where, problems = out / METRICS_FILE, []
+    """Numbers in metrics.json that must follow from other numbers in it or from config.json
+    (exact: the same arithmetic on the same recorded numbers)."""
+    where, problems = str(out / METRICS_FILE), []
     runs, published = metrics["runs"], metrics["published"]
     recomputed = accuracy_summary([run["test_accuracy"] for run in runs])
-    if metrics["summary"] != recomputed:
-        problems.append(f"{where}: summary {metrics['summary']} != recomputed {recomputed}")
+    problems += compare(where, "summary", metrics["summary"], recomputed)
     first = runs[0]
-    if (published["seed"], published["weights_digest"]) != (first["seed"], first["weights_digest"]):
-        problems.append(f"{where}: published is not the run of the first seed ({first['run']})")
+    problems += compare(where, "published (the run of the first seed)",
+                        [published["seed"], published["weights_digest"]],
+                        [first["seed"], first["weights_digest"]])  # fmt: skip
     probs = [out / PROBS_DIR / f"{run['run']}.npy" for run in runs]
     if all(p.is_file() for p in probs):
         ensemble = _ensemble([np.load(p) for p in probs], labels)
-        if ensemble["test_accuracy"] != metrics["ensemble"]["test_accuracy"]:
-            problems.append(
-                f"{where}: ensemble accuracy {metrics['ensemble']['test_accuracy']} != "
-                f"{ensemble['test_accuracy']} recomputed from {out / PROBS_DIR}/"
-            )
+        problems += compare(f"{where} (recomputed from {out / PROBS_DIR}/)",
+                            "ensemble.test_accuracy", metrics["ensemble"]["test_accuracy"],
+                            ensemble["test_accuracy"])  # fmt: skip
     targets = _targets(published["test_accuracy"], recomputed, metrics["ensemble"]["test_accuracy"])
-    if metrics["targets"] != targets:
-        problems.append(f"{where}: targets {metrics['targets']} != recomputed {targets}")
+    problems += compare(where, "targets", metrics["targets"], targets)
     config_path = out / CONFIG_FILE
-    if config_path.is_file() and read_json(config_path) != published["config"]:
-        problems.append(f"{config_path}: differs from {METRICS_FILE}'s published.config")
-    return problems
+    if config_path.is_file():
+        problems += compare(f"{config_path} vs {where}", "published.config",
+                            published["config"], read_json(config_path))  # fmt: skip
+    return [str(problem) for problem in problems]
 
 
 def n_seeds_text(n: int) -> str:
@@ -596,24 +590,28 @@ def _write_metrics(out: Path, seeds: list[int], plan: list[TrainConfig], data: M
 # What `check_results` verifies, in words (printed by `mnist-bench reproduce --check`).
 CHECKS = (
     "model.keras (and network_for_mnist.h5, where that format holds the model) load with plain "
-    "keras.models.load_model; each one's "
-    "test accuracy equals metrics.json's published accuracy exactly, and its weights digest "
-    "the published digest",
+    "keras.models.load_model; each one's test accuracy and errors equal metrics.json's "
+    "published ones, and its weights digest the published digest",
     "the mean, sd, min and max over the seeds and the targets recomputed from runs/*.json",
     "the ensemble's accuracy recomputed from the stored test-set probabilities/*.npy",
     "config.json is the published run's config; every file reproduce writes is present",
     "robustness.json and calibration.json (when present) are of the published model (weights "
     "digest), their summaries follow from their per-corruption and per-bin numbers, the first "
-    "corrupted test digits are re-measured exactly, and the calibrated model is loaded with "
-    "plain Keras and its test calibration re-measured exactly",
+    "corrupted test digits are re-measured, and the calibrated model is loaded with plain Keras "
+    "and its test calibration re-measured",
+    "the comparison rule (mnist_bench.compare): counts, digests and hashes exactly; floats "
+    "exactly on the machine fingerprint that recorded them, else within float32 rounding "
+    "over the terms they sum",
 )
 
 
 def check_results(out_dir: str | Path = "results", *, data: MnistData) -> list[str]:
     """Verify a results folder written by `reproduce` against the data, without retraining.
 
-    Loads ``model.keras`` and ``network_for_mnist.h5`` with plain `keras.models.load_model`,
-    evaluates each on the test set and compares its accuracy EXACTLY, and its weights digest,
+    Every comparison follows `mnist_bench.compare`'s rule (`verify_results` also says which
+    rule each group used). Loads ``model.keras`` and ``network_for_mnist.h5`` with plain
+    `keras.models.load_model`, evaluates each on the test set and compares its accuracy and
+    errors (counts: exact), and its weights digest,
     with ``metrics.json``'s ``published`` entry; recomputes the summary and the targets from
     the per-run numbers and the ensemble accuracy from the stored test-set probabilities;
     checks ``config.json`` and that every file `reproduce` writes exists. Where ``mnist-bench
@@ -621,7 +619,7 @@ def check_results(out_dir: str | Path = "results", *, data: MnistData) -> list[s
     ``calibration.json`` into the folder, checks them too: both must be of the published
     model; the robustness summary is recomputed and its first-200-digit subset re-measured,
     the calibrated model beside it loaded with plain Keras and its test calibration
-    re-measured, compared exactly.
+    re-measured (exact on the recording fingerprint, within float32 rounding elsewhere).
 
     Parameters
     ----------
@@ -635,22 +633,47 @@ def check_results(out_dir: str | Path = "results", *, data: MnistData) -> list[s
     list of str
         Human-readable problems, each naming the file concerned; empty when all is well.
     """
+    return verify_results(out_dir, data=data).problems
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What `verify_results` found: ``problems`` (one line each: file, field, recorded,
+    re-measured, difference, rule; empty when all is well) and ``rules`` (each comparison
+    group and the `mnist_bench.compare` rule it used)."""
+
+    problems: list[str]
+    rules: list[str]
+
+
+def verify_results(out_dir: str | Path = "results", *, data: MnistData) -> Verification:
+    """`check_results`, also saying by which rule each group of numbers was compared."""
     out = Path(out_dir)
+    rules = [f"{out / METRICS_FILE}, {', '.join(_model_files_or_default(out))}: every field "
+             f"(counts, digests, sums of recorded numbers): {EXACT}"]  # fmt: skip
     try:
         metrics = read_json(out / METRICS_FILE)
         published = metrics["published"]
         problems = _check_consistency(out, metrics, data.y_test)
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
-        return [detail if str(out) in detail else f"{out / METRICS_FILE}: {detail}"]
+        return Verification([detail if str(out) in detail else f"{out / METRICS_FILE}: {detail}"],
+                            rules)  # fmt: skip
     problems += [f"{out / name}: missing" for name in _expected_files(metrics)
                  if not (out / name).is_file()]  # fmt: skip
     for name in _model_files(metrics):
         problems += _check_published_model(out, name, published, data)
-    return problems + _check_trust_files(out, data)
+    return Verification(problems + _check_trust_files(out, data, rules), rules)
 
 
-def _check_trust_files(out: Path, data: MnistData) -> list[str]:
+def _model_files_or_default(out: Path) -> list[str]:
+    try:
+        return _model_files(read_json(out / METRICS_FILE))
+    except (ValueError, KeyError, TypeError):
+        return [KERAS_NAME]
+
+
+def _check_trust_files(out: Path, data: MnistData, rules: list[str]) -> list[str]:
     """`robustness.check_robustness` and `check_calibration` on the files `mnist-bench
     robustness` and `mnist-bench calibrate` wrote into `out`, when they are there."""
     import keras
@@ -670,7 +693,8 @@ def _check_trust_files(out: Path, data: MnistData) -> list[str]:
     except Exception:  # reported by _check_published_model
         return []
     checks = {ROBUSTNESS_FILE: check_robustness, CALIBRATION_FILE: check_calibration}
-    return [problem for name in present for problem in checks[name](out / name, model, data)]
+    return [problem for name in present
+            for problem in checks[name](out / name, model, data, rules=rules)]  # fmt: skip
 
 
 def _seed_model_row(seed_model: dict | None, pending: list[str]) -> str:

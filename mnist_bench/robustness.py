@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._io import atomic_path, read_json, write_json
+from .compare import EXACT, Rule, compare
 from .corruptions import CORRUPTIONS, SEVERITIES
 from .evaluation import (
     ECE_BINS,
@@ -388,41 +389,42 @@ def _pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
-def check_robustness(path: Path, model: keras.Model, data: MnistData) -> list[str]:
+def check_robustness(
+    path: Path, model: keras.Model, data: MnistData, *, rules: list[str] | None = None
+) -> list[str]:
     """Problems with a robustness JSON file against `model` (the published one): its weights
     digest; the mean, minimum and mCE recomputed from the per-corruption accuracies; and the
-    subset of the first test digits re-measured, compared exactly. Empty when all is well."""
+    accuracy on the first corrupted test digits re-measured. All exact: the summaries are
+    arithmetic on the file's own numbers and an accuracy is a count (`mnist_bench.compare`).
+    Appends the rule to `rules`, when given. Empty when all is well."""
+    name = str(path)
     try:
         record = read_json(path)
         block, seeds = record["model"], {n: c["seed"] for n, c in record["corruptions"].items()}
-        problems = []
-        if block["weights_digest"] != _digest(model):
-            problems.append(f"{path}: measured another model (weights digest differs)")
-        if set(seeds) != set(CORRUPTIONS):
-            problems.append(f"{path}: corruptions {sorted(seeds)} are not {list(CORRUPTIONS)}")
-            return problems
+        problems = compare(name, "model.weights_digest", block["weights_digest"], _digest(model))
+        if sorted(seeds) != sorted(CORRUPTIONS):  # nothing else compares then
+            problems += compare(name, "corruptions", sorted(seeds), sorted(CORRUPTIONS))
+            return [str(problem) for problem in problems]
         recomputed = _summary(block["accuracy"], block["clean_accuracy"])
-        if {k: block[k] for k in recomputed} != recomputed:
-            problems.append(f"{path}: mean/min accuracy differ from the per-corruption ones")
+        problems += compare(name, "model", {k: block[k] for k in recomputed}, recomputed)
         seed_run = path.parent / "runs" / SEED_RUN_FILE  # the seed notebook's recorded run
         base = record["baseline"]
-        recorded = read_json(seed_run)["weights_digest"] if seed_run.is_file() else None
-        if base is not None and recorded is not None and base["weights_digest"] != recorded:
-            problems.append(f"{path}: the baseline is not the model of {seed_run}")
+        if base is not None and seed_run.is_file():
+            problems += compare(name, "baseline.weights_digest", base["weights_digest"],
+                                read_json(seed_run)["weights_digest"])  # fmt: skip
         if base is not None:
             errors = _corruption_errors(block, base)
-            if {k: record[k] for k in errors} != errors:
-                problems.append(f"{path}: CE / mCE differ from those recomputed")
+            problems += compare(name, "", {k: record[k] for k in errors}, errors)
         n = record["subset"]["n_images"]
-        again = subset_accuracy(model, data.x_test, data.y_test, seeds=seeds, n=n)
-        if record["split"] == "test" and again != record["subset"]["accuracy"]:
-            problems.append(
-                f"{path}: accuracy on the first {n} corrupted test digits re-measured as "
-                f"{again}, the file says {record['subset']['accuracy']}"
-            )
+        if record["split"] == "test":
+            again = subset_accuracy(model, data.x_test, data.y_test, seeds=seeds, n=n)
+            problems += compare(f"{name} (the first {n} corrupted test digits)",
+                                "subset.accuracy", record["subset"]["accuracy"], again)  # fmt: skip
+        if rules is not None:
+            rules.append(f"{path}: every field: {EXACT}")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         return [f"{path}: unreadable robustness record ({type(exc).__name__}: {exc})"]
-    return problems
+    return [str(problem) for problem in problems]
 
 
 # -- calibration --------------------------------------------------------------------------
@@ -544,38 +546,42 @@ def calibration_table(records: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def check_calibration(path: Path, model: keras.Model, data: MnistData) -> list[str]:
+def check_calibration(
+    path: Path, model: keras.Model, data: MnistData, *, rules: list[str] | None = None
+) -> list[str]:
     """Problems with a calibration JSON file: it must be of `model` (the published one), and
     the calibrated model beside it, loaded with plain Keras, must hold its temperature and
-    score its test-set calibration exactly. Empty when all is well."""
+    score its test-set calibration as recorded: exact on the recording machine fingerprint,
+    within float32 rounding elsewhere (`evaluation.calibration_rules`). Appends the rules it
+    compared by to `rules`, when given. Empty when all is well."""
     import keras
 
-    from .evaluation import model_temperature
+    from .evaluation import calibration_rules, model_temperature
+    from .provenance import fingerprints_match
 
     try:
         record = read_json(path)
-        problems = []
-        if record["model"]["weights_digest"] != _digest(model):
-            problems.append(f"{path}: calibrated another model (weights digest differs)")
+        problems = compare(str(path), "model.weights_digest", record["model"]["weights_digest"],
+                           _digest(model))  # fmt: skip
         calibrated_path = path.parent / record["calibrated_model"]
         try:
             calibrated = keras.models.load_model(calibrated_path)
         except Exception as exc:  # Keras raises many types for a bad file
-            return [*problems, f"{calibrated_path}: not loadable ({type(exc).__name__}: {exc})"]
-        found = model_temperature(calibrated)
-        # 1 / (1 / T) may differ from T in the last bit: compare to 1e-12
-        if found is None or not math.isclose(found, record["temperature"], rel_tol=1e-12):
-            problems.append(
-                f"{calibrated_path}: temperature {found} differs from "
-                f"{path}'s {record['temperature']}"
-            )
+            return [*map(str, problems),
+                    f"{calibrated_path}: not loadable ({type(exc).__name__}: {exc})"]  # fmt: skip
+        temperature = record["temperature"]
+        # The model stores 1 / T: 1 / (1 / T) may differ from T in its last bits.
+        round_trip = Rule("float64", 1e-12 * abs(temperature), "1 / (1 / T) in float64")
+        problems += compare(f"{calibrated_path} (its temperature)", "temperature", temperature,
+                            model_temperature(calibrated), round_trip)  # fmt: skip
         _, probabilities = predict(calibrated, data.x_test, batch_size=BATCH)
-        again = calibration_metrics(probabilities, data.y_test)
-        if again != record["test"]["calibrated"]:
-            problems.append(
-                f"{calibrated_path}: test calibration re-measured as {again}, {path} says "
-                f"{record['test']['calibrated']}"
-            )
+        same = fingerprints_match(record["provenance"]["machine_fingerprint"])
+        by_metric = calibration_rules(probabilities, data.y_test, same_fingerprint=same)
+        field = "test.calibrated"
+        problems += compare(str(path), field, record[field.split(".")[0]]["calibrated"],
+                            calibration_metrics(probabilities, data.y_test), by_metric)  # fmt: skip
+        if rules is not None:
+            rules += [f"{path}: {field}.{name}: {rule}" for name, rule in by_metric.items()]
     except (ValueError, KeyError, TypeError) as exc:
         return [f"{path}: unreadable calibration record ({type(exc).__name__}: {exc})"]
-    return problems
+    return [str(problem) for problem in problems]

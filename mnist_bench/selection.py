@@ -47,8 +47,11 @@ def _final_row(run_dir: Path) -> dict[str, Any]:
     return history[-1]
 
 
-def record_candidate(run_dir: str | Path, out_dir: str | Path = "results") -> dict[str, Any]:
-    """Record the finished holdout run in `run_dir` as ``out_dir/holdout/<run_dir name>.json``.
+def record_candidate(
+    run_dir: str | Path, out_dir: str | Path = "results", *, name: str | None = None
+) -> dict[str, Any]:
+    """Record the finished holdout run in `run_dir` as ``out_dir/holdout/<name>.json``
+    (`name` defaults to the run folder's name; a search names its trials' records apart).
 
     Raises ``ValueError`` naming the file when the run is unfinished (no ``metrics.json``),
     validated on the test set (its scores cannot choose a recipe), or unreadable.
@@ -80,8 +83,9 @@ def record_candidate(run_dir: str | Path, out_dir: str | Path = "results") -> di
         raise ValueError(
             f"{run_dir / 'history.json'}: ends at epoch {last['epoch']} of {config.epochs}"
         )
+    name = run_dir.name if name is None else name
     record = {
-        "run": run_dir.name,
+        "run": name,
         "config": config.to_dict(),
         "epochs": last["epoch"],
         "holdout_accuracy": last["val_accuracy"],
@@ -104,7 +108,7 @@ def record_candidate(run_dir: str | Path, out_dir: str | Path = "results") -> di
         "provenance": metrics["provenance"],
         **_corrupted_holdout(run_dir, metrics.get("weights_digest")),
     }
-    write_json(Path(out_dir) / HOLDOUT_DIR / f"{run_dir.name}.json", record)
+    write_json(Path(out_dir) / HOLDOUT_DIR / f"{name}.json", record)
     return record
 
 
@@ -124,12 +128,14 @@ def _corrupted_holdout(run_dir: Path, digest: str | None) -> dict[str, Any]:
 
 
 def recorded_candidates(out_dir: str | Path = "results") -> list[dict[str, Any]]:
-    """Every record in ``out_dir/holdout/``, by file name."""
+    """Every record in ``out_dir/holdout/``, by file name. Hidden files are left out: they are
+    the temporary files of writes in progress (`_io.atomic_path`), or of one that was killed."""
     folder = Path(out_dir) / HOLDOUT_DIR
-    return [read_json(path) for path in sorted(folder.glob("*.json"))]
+    paths = sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
+    return [read_json(path) for path in paths]
 
 
-def _changes(config: dict[str, Any], recipe: dict[str, Any]) -> str:
+def recipe_changes(config: dict[str, Any], recipe: dict[str, Any]) -> str:
     """How `config` differs from `recipe`, seed and validation aside, as ``field=value``."""
     ignored = {"seed", "validation", "extra"}
     parts = []
@@ -156,7 +162,7 @@ def candidates_table(records: list[dict[str, Any]], recipe: TrainConfig | None =
     for record in records:
         # Through TrainConfig: a record written before a field existed gets its default.
         config = TrainConfig.from_dict(record["config"]).to_dict()
-        groups.setdefault(_changes(config, recipe_dict), []).append(record)
+        groups.setdefault(recipe_changes(config, recipe_dict), []).append(record)
     lines = [
         "| candidate (differences from the reference recipe) | MFLOP/image | seeds | "
         "final-epoch holdout accuracy per seed | mean | sd | corrupted holdout: mean, worst | "

@@ -14,7 +14,8 @@ The recipe, top to bottom:
    checkpoint of every variable (weights, averages, optimizer moments, RNG states);
 5. with `weight_averaging`, the averaged weights replace the last ones; with
    `recalibrate_batch_norm`, batch-norm statistics are recomputed on the clean training
-   images; evaluate on the test set, then save model, config, history, metrics and plots.
+   images; evaluate on the test set (not with `score_test=False`: a recipe search), then save
+   model, config, history, metrics and plots.
 
 Resuming works because every piece of state is either in the checkpoint (all model and
 optimizer variables, including Dropout's seed-generator state) or a pure function of
@@ -81,7 +82,7 @@ class TrainResult:
     model: keras.Model
     config: TrainConfig
     history: list[dict[str, float]]  # one row per epoch, see `_epoch_row`
-    report: EvalReport  # the final model on the 10k test set
+    report: EvalReport | None  # the final model on the 10k test set; None: not scored
     metrics: dict[str, Any]  # what metrics.json holds
     out_dir: Path | None
 
@@ -498,6 +499,7 @@ def train(
     *,
     progress: Callable[[dict[str, float]], None] | None = None,
     step_progress: Callable[[int, int, int], None] | None = None,
+    score_test: bool = True,
 ) -> TrainResult:
     """Train `config.model` following `config`, evaluate it on the test set, save it.
 
@@ -517,11 +519,21 @@ def train(
     step_progress : callable, optional
         ``step_progress(epoch, step, steps)`` after every training step (epoch and step
         1-based, `steps` per epoch): for a progress bar inside an epoch.
+    score_test : bool, default True
+        False: the test set is never read, not even at the end: no test scores in
+        ``metrics.json``, no test-set figures, ``report`` None. Only with
+        ``validation="holdout"`` (else the test set is the validation set); a recipe search
+        (`mnist_bench.search`) trains this way.
 
     Returns
     -------
     TrainResult
     """
+    if not score_test and config.validation != "holdout":
+        raise ValueError(
+            f"score_test=False keeps the test set unread: it needs validation='holdout', "
+            f"got validation={config.validation!r}"
+        )
     run_start = time.perf_counter()
     seed_everything(config.seed, deterministic=config.deterministic)
     data = data if data is not None else load_mnist()
@@ -567,7 +579,7 @@ def train(
         recalibrate_batch_norm(model, x_train)
         history[-1] = _revalidated(history[-1], model, val)
 
-    report = evaluate(model, data)
+    report = evaluate(model, data) if score_test else None
     if out is not None and (out / METRICS_FILE).exists():
         # A finished run started again: its checkpoint restored the final weights; keep the
         # files (and provenance) of the run that produced them.
@@ -579,9 +591,25 @@ def train(
 
 
 def _final_metrics(
-    model: keras.Model, config: TrainConfig, history: list[dict], report: EvalReport, wall: float
+    model: keras.Model,
+    config: TrainConfig,
+    history: list[dict],
+    report: EvalReport | None,
+    wall: float,
 ) -> dict[str, Any]:
     last = history[-1]
+    # Without a report (score_test=False) the test keys are left out, never filled in.
+    test = (
+        {}
+        if report is None
+        else {
+            "test_loss": report.loss,
+            "test_accuracy": report.accuracy,
+            "test_errors": report.n_errors,
+            # The report without the 10k predicted labels (predict recomputes them).
+            "test": {k: v for k, v in report.to_dict().items() if k != "predicted"},
+        }
+    )
     return {
         "config": config.to_dict(),
         # Final epoch only: never the best epoch picked on the test set.
@@ -590,11 +618,7 @@ def _final_metrics(
         "train_accuracy": last["accuracy"],
         "val_loss": last["val_loss"],
         "val_accuracy": last["val_accuracy"],
-        "test_loss": report.loss,
-        "test_accuracy": report.accuracy,
-        "test_errors": report.n_errors,
-        # The report without the 10k predicted labels (predict recomputes them).
-        "test": {k: v for k, v in report.to_dict().items() if k != "predicted"},
+        **test,
         "weights_digest": weights_digest(model),
         "params": int(model.count_params()),
         "replicas": int(model.distribute_strategy.num_replicas_in_sync),
@@ -610,7 +634,7 @@ def _write_outputs(
     model: keras.Model,
     history: list[dict],
     metrics: dict,
-    report: EvalReport,
+    report: EvalReport | None,
     data: MnistData,
 ) -> None:
     from .plots import plot_history, plot_report
@@ -618,5 +642,6 @@ def _write_outputs(
     save_model(model, out)
     write_json(out / HISTORY_FILE, history)
     plot_history(history, out / "loss_curves.png")
-    plot_report(report, data.x_test, data.y_test, out)
+    if report is not None:
+        plot_report(report, data.x_test, data.y_test, out)
     write_json(out / METRICS_FILE, metrics)  # last: its presence marks a finished run

@@ -2,8 +2,9 @@
 
 The project's test command, ``python -m pytest --benchmark-disable --nbval tests notebooks``,
 passes no nbval options, so this file supplies them: the sanitize file, quick mode (the saved
-outputs are quick mode's), and the shared MNIST folder. The kernel nbval starts inherits this
-process's environment, which is how the variables reach the notebook.
+outputs are quick mode's). The notebook finds MNIST as the package does ($MNIST_BENCH_DATA,
+else the cache). The kernel nbval starts inherits this process's environment, which is how
+the variables reach the notebook.
 
 Which sanitize file: each notebook prints ``machine fingerprint: ...`` (CPU model, instruction
 set, threads, TensorFlow version) in its saved outputs. On that machine the outputs are
@@ -24,15 +25,11 @@ import pytest
 NOTEBOOKS = Path(__file__).resolve().parent
 SANITIZE_FILE = NOTEBOOKS / "nbval_sanitize.cfg"
 SANITIZE_OTHER_MACHINE = NOTEBOOKS / "nbval_sanitize_other_machine.cfg"
-_SHARED_MNIST = NOTEBOOKS.parent.parent / "shared" / "mnist"  # as tests/conftest.py finds it
 _FINGERPRINT_LINE = re.compile(r"^machine fingerprint: (.*)$", re.MULTILINE)
 
 # The saved outputs come from quick mode; validating them against a 30-epoch run (hours on a
 # CPU) could only fail.
 os.environ["MNIST_BENCH_QUICK"] = "1"
-# Offline machines hold MNIST beside the checkout; elsewhere the loader's cache is used.
-if "MNIST_BENCH_DATA" not in os.environ and _SHARED_MNIST.is_dir():
-    os.environ["MNIST_BENCH_DATA"] = str(_SHARED_MNIST)
 
 
 def saved_fingerprints(notebook: Path) -> set[str]:
@@ -69,3 +66,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # --nbval-sanitize-with on the command line still wins.
     if getattr(config.option, "nbval_sanitize_with", "") is None:
         config.option.nbval_sanitize_with = str(sanitize_file(sorted(NOTEBOOKS.glob("*.ipynb"))))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The notebook loads MNIST as the package does: its cells carry the ``mnist`` marker."""
+    for item in items:
+        if NOTEBOOKS in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.mnist)

@@ -1,7 +1,10 @@
 """Shared fixtures: the real MNIST files, and a tiny IDX writer for synthetic files.
 
-The real data comes from ``$MNIST_BENCH_DATA``, else ``../shared/mnist`` beside the checkout
-(the offline test and CI machines hold it there); tests needing it are skipped otherwise.
+The real data is found as the package finds it (`mnist_bench.data.data_dir`):
+``$MNIST_BENCH_DATA``, else the cache that `mnist-bench data download` and the quick start
+fill. A test that needs it and finds none FAILS, saying how to get it: an accuracy check that
+passes by not running is no check. Such tests carry the ``mnist`` marker, so leaving them out
+is explicit: ``pytest -m "not mnist"``.
 """
 
 import gzip
@@ -19,7 +22,6 @@ import mnist_bench
 from mnist_bench._tfenv import start_tensorflow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-_SHARED_MNIST = REPO_ROOT.parent / "shared" / "mnist"
 
 
 def _idx_bytes(array: np.ndarray) -> bytes:
@@ -65,15 +67,30 @@ def encode_idx() -> Callable[[np.ndarray], bytes]:
     return _idx_bytes
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the real MNIST files (through `mnist_dir`) with ``mnist``."""
+    for item in items:
+        if "mnist_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.mnist)
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    """The folder holding the four real MNIST files."""
-    env = os.environ.get("MNIST_BENCH_DATA")
-    if env:
-        return Path(env)
-    if _SHARED_MNIST.is_dir():
-        return _SHARED_MNIST
-    pytest.skip(f"no MNIST files: set MNIST_BENCH_DATA or provide {_SHARED_MNIST}")
+    """The folder holding the four real MNIST files, found as the package finds it; the test
+    fails with how to get them when they are not there."""
+    from mnist_bench.data import DATA_ENV, data_dir, default_cache_dir, missing_files
+
+    folder = data_dir()
+    missing = missing_files(folder)
+    if missing:
+        where = f"${DATA_ENV}={folder}" if os.environ.get(DATA_ENV) else f"the cache {folder}"
+        pytest.fail(
+            f"no MNIST in {where} (missing {', '.join(missing)}): run `mnist-bench data "
+            f"download` (fills {default_cache_dir()}) or set {DATA_ENV} to a folder holding the "
+            "four IDX files; to leave the tests that need MNIST out, pytest -m 'not mnist'",
+            pytrace=False,
+        )
+    return folder
 
 
 @pytest.fixture(scope="session")

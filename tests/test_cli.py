@@ -377,7 +377,9 @@ def test_predict_prints_a_label_and_confidence_per_file(cli, tiny_run, mnist, tm
     Image.fromarray(_photo_of(mnist.x_test[2])).save(files[2], quality=95)
     result = cli("predict", tiny_run.out_dir, *files)
     assert result.code == 0, result.err
-    header, *lines = result.out.splitlines()
+    model_line, header, *lines = result.out.splitlines()
+    assert model_line.startswith(f"model: {tiny_run.out_dir}: ")  # which model answers
+    assert "not calibrated" in model_line
     assert header.split() == ["file", "digit", "probability"]
     assert len(lines) == len(files)
     for path, line in zip(files, lines, strict=True):
@@ -401,7 +403,7 @@ def test_predict_on_a_saved_mnist_digit_matches_the_library(
     labels, probabilities = mnist_bench.predict(tiny_model, digit)
     result = cli("predict", tiny_run.out_dir, path)
     assert result.code == 0, result.err
-    assert result.out.split()[3:] == [  # after the header: file digit probability
+    assert result.out.splitlines()[-1].split() == [  # file digit probability
         str(path),
         str(labels[0]),
         f"{probabilities[0, labels[0]]:.4f}",
@@ -524,3 +526,16 @@ def test_step_bar_is_silent_when_not_on_a_terminal():
 )
 def test_durations_read_as_a_person_would_say_them(seconds, text):
     assert cli_module._duration(seconds) == text
+
+
+def test_building_the_parser_does_not_import_tensorflow():
+    """`mnist-bench --help`, `data verify` and every parser stay quick and quiet: TensorFlow
+    (and its start-up lines) only when a command needs it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from mnist_bench.cli import build_parser; build_parser(); "
+        "sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

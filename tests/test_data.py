@@ -7,6 +7,7 @@ import functools
 import gzip
 import hashlib
 import http.server
+import os
 import pickle
 import subprocess
 import sys
@@ -285,12 +286,13 @@ def test_loading_local_files_does_not_import_tensorflow(mnist_dir):
     subprocess.run([sys.executable, "-c", code, str(mnist_dir)], check=True, timeout=60)
 
 
-def test_pinned_hashes_match_shared_sha256sums(mnist_dir):
-    sums = mnist_dir / "SHA256SUMS"
-    if not sums.is_file():
-        pytest.skip(f"{sums} not present")
-    listed = dict(line.split()[::-1] for line in sums.read_text().splitlines() if line.strip())
-    assert listed == SHA256
+def test_pinned_hashes_match_the_real_files_and_their_sha256sums(mnist_dir):
+    found = {r.name: r.sha256 for r in verify_mnist(mnist_dir)}
+    assert found == SHA256
+    sums = mnist_dir / "SHA256SUMS"  # beside the project's offline copy, not in a user's cache
+    if sums.is_file():
+        listed = dict(line.split()[::-1] for line in sums.read_text().splitlines() if line.strip())
+        assert listed == SHA256
 
 
 def test_verify_real_folder(mnist_dir):
@@ -459,3 +461,24 @@ def test_download_refuses_to_replace_a_bad_file_already_there(tmp_path):
     with _raises(bad, "corrupt gzip stream", "delete it"):
         download_mnist(tmp_path, mirrors=[])
     assert sorted(p.name for p in tmp_path.iterdir()) == [bad.name]
+
+
+# -- how the tests find MNIST ----------------------------------------------------------------
+
+
+def test_tests_needing_mnist_carry_the_marker(mnist_dir, request):
+    assert request.node.get_closest_marker("mnist") is not None
+    assert mnist_dir == data_mod.data_dir()  # as the package finds it
+
+
+def test_a_test_needing_mnist_fails_without_it_and_says_how_to_get_it(tmp_path):
+    """Missing data fails the test (never a skip); `-m "not mnist"` leaves it out explicitly."""
+    env = {**os.environ, "MNIST_BENCH_DATA": str(tmp_path)}
+    test = f"{Path(__file__)}::test_verify_real_folder"
+    argv = [sys.executable, "-m", "pytest", test, "-q", "-p", "no:cacheprovider", "-p", "no:xdist"]
+    run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "1 error" in run.stdout and "skipped" not in run.stdout  # failed in its fixture
+    assert f"no MNIST in $MNIST_BENCH_DATA={tmp_path}" in run.stdout
+    assert "run `mnist-bench data download`" in run.stdout
+    assert "-m 'not mnist'" in run.stdout

@@ -20,6 +20,8 @@ from mnist_bench.published import ARCHITECTURES_MARKERS, architectures_table, re
 from mnist_bench.published import README_MARKERS as RECIPES_MARKERS
 from mnist_bench.reproduction import README_BEGIN, README_END, results_table
 from mnist_bench.serving.load import SERVE_LOAD_TABLE_MARKERS, serve_load_table
+from mnist_bench.transfer_experiment import TABLE_MARKERS as TRANSFER_MARKERS
+from mnist_bench.transfer_experiment import transfer_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,6 +54,8 @@ TABLES = {
     "serve-load": ("docs/serving.md", SERVE_LOAD_TABLE_MARKERS,
                    _from(serve_load_table, "serve_load.json"),
                    "mnist-bench serve-load --report --readme docs/serving.md"),
+    "transfer": ("docs/transfer.md", TRANSFER_MARKERS, _from(transfer_table, "transfer.json"),
+                 "mnist-bench transfer --out results --docs docs/transfer.md"),
 }  # fmt: skip
 
 

@@ -347,7 +347,7 @@ def test_check_results_names_a_swapped_model(repro, small_data, tmp_path):
     shutil.copyfile(repro.runs / "reference-seed1" / "model.keras", out / "model.keras")
     problems = check_results(out, data=small_data)
     assert any(
-        p.startswith(str(out / "model.keras")) and "weights digest" in p for p in problems
+        p.startswith(str(out / "model.keras")) and "published.weights_digest" in p for p in problems
     ), problems
     assert not any("network_for_mnist.h5" in p for p in problems)  # that one is intact
 
@@ -435,6 +435,8 @@ def test_cli_check_passes_and_regenerates_the_readme(repro, run_cli, tmp_path):
     code, out, err = run_cli("reproduce", "--check", "--out", repro.out, "--readme", readme)
     assert code == 0, err
     lines = out.splitlines()
+    assert lines[0].startswith("this machine: ")  # the fingerprint the rules compare by
+    lines = lines[1:]
     assert lines[0] == f"checked {repro.out}/ against the MNIST test set ({N_TEST:,} images):"
     assert lines[1 : 1 + len(CHECKS)] == [f"  - {check}" for check in CHECKS]
     digest = repro.metrics["published"]["weights_digest"]
@@ -448,7 +450,15 @@ def test_cli_check_fails_with_exit_1_and_lists_the_problems(tampered, run_cli, t
     readme.write_text(f"{README_BEGIN}\n{README_END}\n")
     code, out, err = run_cli("reproduce", "--check", "--out", tampered, "--readme", readme)
     assert code == 1
-    assert f"{tampered / 'predictions.png'}: missing" in out.splitlines()
+    # what was verified and by which rule comes first, whatever the outcome; then one line per
+    # problem: file, field, recorded, re-measured, difference, rule
+    assert out.splitlines()[1].startswith(f"checked {tampered}/ against")  # after the machine
+    assert "compared by these rules:" in out
+    lines = out.splitlines()
+    assert f"  - {tampered / 'predictions.png'}: missing" in lines
+    edited = next(line for line in lines if "model.keras" in line and "test_accuracy" in line)
+    assert "recorded " in edited and ", re-measured " in edited and "difference " in edited
+    assert edited.endswith("rule: exact (counts, digests and hashes are exact on every machine)")
     assert err.startswith("mnist-bench: error: ") and "problem(s) found" in err
     assert readme.read_text() == f"{README_BEGIN}\n{README_END}\n"  # unverified: left alone
 
@@ -480,7 +490,8 @@ def test_cli_reproduces_the_robust_recipe_beside_the_reference(repro, run_cli, t
     assert sorted(p.name for p in runs.iterdir()) == ["reference-seed0"]  # its own runs folder
     code, stdout, err = run_cli("reproduce", "--check", "--recipe", "robust", "--out", out)
     assert code == 0, stdout + err
-    assert stdout.startswith(f"checked {out}/ against") and "robust over 1 seed" in stdout
+    assert stdout.splitlines()[1].startswith(f"checked {out}/ against")  # after the machine
+    assert "robust over 1 seed" in stdout
 
 
 def test_cli_reproduces_a_deep_recipe_without_the_notebooks_model(run_cli, tmp_path):
@@ -616,3 +627,24 @@ def test_replot_draws_the_published_figures_again_and_nothing_else(repro, run_cl
     assert {p: p.read_bytes() for p in before} == before  # metrics, models, runs untouched
     code, _, err = run_cli("reproduce", "--replot", "--check", "--out", out)
     assert code == 2 and "--replot draws the figures only" in err
+
+
+# -- variants of this machine (mnist_bench.variants) --------------------------------------
+
+
+def test_variants_run_the_command_in_a_fresh_process_under_their_settings():
+    from mnist_bench.variants import VARIANTS, available_variants, run_variant
+
+    assert available_variants(has_gpu=False) == ["default", "onednn-off", "one-thread"]
+    assert available_variants(has_gpu=True)[-1] == "cpu-only"
+    assert VARIANTS["onednn-off"].env == {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    result = run_variant("one-thread", ["data", "verify", "/nonexistent-mnist-folder"])
+    assert result.returncode == 2 and "/nonexistent-mnist-folder: no such folder" in result.output
+    assert result.fingerprint is None  # only `reproduce --check` prints it
+    with pytest.raises(ValueError, match="variant must be one of"):
+        run_variant("fast", ["--help"])
+
+
+def test_cli_variants_need_check(run_cli):
+    code, _, err = run_cli("reproduce", "--variants")
+    assert code == 2 and "give --check" in err

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_bench.export import file_sha256
-from mnist_bench.serving import create_app, running_server
+from mnist_bench.serving import create_app, load_for_serving, running_server
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
 CHROMIUM_ARGS = [
@@ -29,7 +28,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ANSWER_TIMEOUT_MS = 15_000
-PUBLISHED_MODEL = Path(__file__).resolve().parents[1] / "results" / "model.keras"
+# What the README serves: the robust recipe's model, calibrated (the page names it).
+SERVED_MODEL = Path(__file__).resolve().parents[1] / "results" / "robust" / "model_calibrated.keras"
 
 # Strokes on the 280x280 pad, in canvas pixels: each digit is a list of strokes, each stroke a
 # list of points the mouse moves through with the button held.
@@ -53,10 +53,10 @@ def _chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def page_url(litert_predictor):
-    # What `mnist-bench serve results/model.keras` reports: the screenshot shows real values.
-    info = {"file": "model.keras", "sha256": file_sha256(PUBLISHED_MODEL), "runtime": "litert"}
-    app = create_app(litert_predictor.predict_proba, model_info=info)
+def page_url():
+    # What `mnist-bench serve results/robust/model_calibrated.keras` serves (LiteRT).
+    predictor, info = load_for_serving(SERVED_MODEL)
+    app = create_app(predictor.predict_proba, model_info=info)
     with running_server(app) as url:
         yield url
 
@@ -88,6 +88,9 @@ def test_drawn_digits_are_read_in_chromium(page_url, tmp_path):
             page.on("requestfailed", lambda req: errors.append(f"failed: {req.url}"))
             page.goto(page_url, wait_until="load")
             assert page.locator("#digit").inner_text() == "–"
+            page.wait_for_function("document.getElementById('model').dataset.calibrated")
+            shown = page.locator("#model").inner_text()
+            assert "robust recipe" in shown and "calibrated probabilities (temperature" in shown
             requests = 0
             for digit, strokes in DIGITS.items():
                 page.click("#clear")

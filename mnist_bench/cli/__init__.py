@@ -14,10 +14,13 @@ from collections.abc import Callable, Sequence
 
 from ._common import EXIT_BAD_INPUT, CliError, _duration, _err
 from .bench import _add_bench_parser
+from .compat import _add_compat_parser
 from .data import _add_data_parser
 from .evaluate import _add_eval_parsers
+from .finetune import _add_finetune_parsers
 from .reproduce import _add_reproduce_parser, _add_select_parser, _print_trust_summary
 from .robustness import CALIBRATION_MARKERS, ROBUSTNESS_MARKERS, _add_robustness_parsers
+from .search import _add_search_parser
 from .serve import (
     _add_export_bench_parser,
     _add_export_parser,
@@ -37,12 +40,15 @@ _PARSER_BUILDERS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_eval_parsers,
     _add_reproduce_parser,
     _add_select_parser,
+    _add_search_parser,
     _add_bench_parser,
     _add_export_parser,
     _add_export_bench_parser,
     _add_serve_parser,
     _add_serve_load_parser,
     _add_robustness_parsers,
+    _add_finetune_parsers,
+    _add_compat_parser,
 ]
 
 

@@ -58,6 +58,13 @@ def _update_table(readme: str, markers: tuple[str, str], body: str, what: str) -
     _print_readme_update(readme, what, changed)
 
 
+def _show_table(table: str, page: str | None, markers: tuple[str, str], what: str) -> None:
+    """Print a generated table; regenerate it between `markers` in `page` when one is given."""
+    print(table)
+    if page:
+        _update_table(page, markers, table, what)
+
+
 def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 

@@ -22,14 +22,19 @@ def _format_confusion(confusion: Any) -> str:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    data = _common._load_data(args.data)
+    if args.folder:  # your digits, one subfolder per digit, read as `finetune` reads them
+        from ..transfer import read_digit_folder
+
+        data, what = read_digit_folder(args.folder)[:2], f"accuracy on {args.folder}"
+    else:
+        data, what = _common._load_data(args.data), "test accuracy"
     _start_tensorflow()
     from ..evaluation import evaluate
     from ..export import load_predictor
 
     report = evaluate(load_predictor(args.model), data)
     print(
-        f"test accuracy {report.accuracy:.4%} ({report.n_errors} errors of {report.n}), "
+        f"{what} {report.accuracy:.4%} ({report.n_errors} errors of {report.n}), "
         f"loss {report.loss:.4f}"
     )
     print(
@@ -50,8 +55,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     _start_tensorflow()
     from ..evaluation import predict
     from ..export import load_predictor
+    from ..model_card import card_line, model_card
 
-    labels, probabilities = predict(load_predictor(args.model), digits)
+    model = load_predictor(args.model)
+    print(f"model: {args.model}: {card_line(model_card(args.model, model))}")
+    labels, probabilities = predict(model, digits)
     width = max(len("file"), *(len(str(path)) for path in args.images))
     print(f"{'file':<{width}}  digit  probability")
     for path, label, probs in zip(args.images, labels, probabilities, strict=True):
@@ -67,6 +75,12 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
         "export`): a .tflite file or a SavedModel folder",
     )
     _add_data_flag(p)
+    p.add_argument(
+        "--folder",
+        default=None,
+        help="score on your digits instead of MNIST's test set: subfolders 0..9 of PNG/JPEG "
+        "files, as `finetune` takes",
+    )
     p.add_argument("--json", default=None, help="also write the full report to this JSON file")
     p.set_defaults(func=_cmd_evaluate)
 
@@ -75,7 +89,9 @@ def _add_eval_parsers(sub: argparse._SubParsersAction) -> None:
         help="classify your own digit images (PNG, JPEG or .npy)",
         description="Each photo is made MNIST-like first: grayscale, inverted if the "
         "background is light, cropped to the ink, scaled into 20x20 and centred by its centre "
-        "of mass in 28x28. A 28x28 image or array is taken as is. Prints file, label, confidence.",
+        "of mass in 28x28. A 28x28 image or array is taken as is. Prints the model (name, recipe, "
+        "calibrated or not), then file, label, probability (calibrated for a calibrated model: "
+        "results/robust/model_calibrated.keras).",
     )
     p.add_argument(
         "model", help="a .keras/.h5 file or a folder holding one, a .tflite file or a SavedModel"

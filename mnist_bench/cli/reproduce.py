@@ -132,12 +132,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         CHECKS,
         METRICS_FILE,
         check_readme,
-        check_results,
         merge_results,
         parse_shard,
         replot,
         reproduce,
         update_readme,
+        verify_results,
     )
 
     recipe = args.recipe or "reference"
@@ -175,6 +175,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         print(f"{recipe} runs: {_config_line(config)}", flush=True)
         if notebook:
             print(f"notebook run: {_config_line(seed_config)}", flush=True)
+    if args.variants:
+        if not args.check:
+            raise CliError("--variants runs --check under each kernel and thread setting: "
+                           "give --check")  # fmt: skip
+        return _check_variants(args)
     runs_dir = args.runs_dir or ("runs/reproduce" if recipe == "reference" else f"runs/{recipe}")
     shard = parse_shard(args.shard) if args.shard is not None else None
     if args.check and (shard is not None or args.merge):
@@ -197,16 +202,24 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     elif args.check:
         if not checked:
             raise CliError("no published results found under results/ (no metrics.json)")
-        problems = [problem for folder in checked for problem in check_results(folder, data=data)]
-        for problem in problems:
-            print(problem)
-        if problems:
-            _err(f"{len(problems)} problem(s) found in {', '.join(f'{f}/' for f in checked)}")
-            return EXIT_CHECK_FAILED
+        from ..provenance import machine_fingerprint
+
+        print(f"this machine: {machine_fingerprint()}")
+        results = {folder: verify_results(folder, data=data) for folder in checked}
         where = " and ".join(f"{folder}/" for folder in checked)
         print(f"checked {where} against the MNIST test set ({len(data.y_test):,} images):")
         for line in CHECKS:
             print(f"  - {line}")
+        print("compared by these rules:")
+        for rule in (rule for result in results.values() for rule in result.rules):
+            print(f"  - {rule}")
+        problems = [problem for result in results.values() for problem in result.problems]
+        if problems:
+            print(f"{len(problems)} problem(s):")
+            for problem in problems:
+                print(f"  - {problem}")
+            _err(f"{len(problems)} problem(s) found in {where}")
+            return EXIT_CHECK_FAILED
         for folder in checked:
             if len(checked) > 1:
                 print(f"\n{folder}/:")
@@ -267,6 +280,34 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_variants(args: argparse.Namespace) -> int:
+    """`reproduce --check` once per kernel and thread variant of this machine, each in a fresh
+    process (`mnist_bench.variants`); a table of the outcomes; exit 1 if any failed."""
+    from ..provenance import gpu_names
+    from ..variants import VARIANTS, available_variants, run_variant
+
+    argv = ["reproduce", "--check"]
+    for flag, value in (("--out", args.out), ("--recipe", args.recipe), ("--data", args.data)):
+        argv += [flag, str(value)] if value else []
+    names = available_variants(has_gpu=bool(gpu_names()))
+    print(f"`mnist-bench {' '.join(argv)}` under {len(names)} variants of this machine:")
+    failed = []
+    for name in names:
+        result = run_variant(name, argv)
+        verdict = "passed" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
+        print(f"  {name:<11} {verdict:<18} {result.seconds:5.0f} s  {VARIANTS[name].description}")
+        print(f"  {'':<11} fingerprint: {result.fingerprint or 'not printed'}", flush=True)
+        if result.returncode != 0:
+            failed.append(result)
+    for result in failed:
+        print(f"\n--- {result.name}: its output ---\n{result.output.rstrip()}")
+    if failed:
+        _err(f"reproduce --check failed under {', '.join(r.name for r in failed)}")
+        return EXIT_CHECK_FAILED
+    print("results verified under every variant")
+    return EXIT_OK
+
+
 def _add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reproduce",
@@ -305,6 +346,13 @@ def _add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
         "--check",
         action="store_true",
         help="no training: verify --out against the data; exit 1 on any problem (default: off)",
+    )
+    p.add_argument(
+        "--variants",
+        action="store_true",
+        help="with --check: run the check again in a fresh process under each kernel and "
+        "thread setting this machine has (oneDNN on and off, one thread, the GPU hidden if "
+        "there is one), a stand-in for other machines' rounding (default: off)",
     )
     p.add_argument(
         "--replot",

@@ -208,7 +208,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from ..serving import create_app, load_for_serving, serve
 
     predictor, info = load_for_serving(args.model, runtime=args.runtime)
+    from ..model_card import card_line
+
     print(f"serving {args.model} ({info['runtime']}, sha256 {info['sha256'][:16]})", flush=True)
+    print(f"model: {card_line(info)}", flush=True)
     print(f"open http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
     try:
         serve(create_app(predictor.predict_proba, model_info=info), host=args.host, port=args.port)

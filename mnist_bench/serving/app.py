@@ -14,8 +14,10 @@ Every digit goes through `preprocess.prepare_digit`: an image of any other size 
 a 28x28 one is taken as is. The answer is JSON: ``digit``, ``probabilities`` (10 floats),
 ``image`` (the 28x28 uint8 digit the model saw), ``model`` (its SHA-256 and runtime) and
 ``latency_ms`` (preparation and inference in the server). Errors are JSON ``{"error": ...}``:
-413 for a body over `MAX_BODY_BYTES` or an image over `MAX_PIXELS`, 400 for a body that is
-not an image or not JSON, 422 for a wrong shape or values (or no ink), never a traceback.
+413 for a body over `MAX_BODY_BYTES` or an image declaring over `MAX_PIXELS` (checked before
+decoding, `mnist_bench.images`), 400 for a body that is not an image (or a truncated one) or
+not JSON, 422 for a wrong shape or values (or no ink) and for an image we do not read
+(animated, float pixels), never a traceback.
 
 Inference runs on the event loop, one request at a time (a LiteRT interpreter is not
 thread-safe, and one inference takes well under a millisecond), so concurrent clients are
@@ -25,7 +27,6 @@ not stall the others.
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Callable
@@ -33,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -42,7 +42,8 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..preprocess import IMAGE_SIZE, image_to_array, prepare_digit
+from ..images import ImageError, ImageTooLarge, UnsupportedImage, read_image_bytes
+from ..preprocess import IMAGE_SIZE, prepare_digit
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: a 280x280 canvas PNG is ~10 kB, a phone JPEG of a digit ~0.5 MB
@@ -78,22 +79,19 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _decode_image(data: bytes) -> np.ndarray:
-    """Pixels of an encoded image (H, W[, C]); 400 if it is none, 413 if too large."""
+    """Pixels of an encoded image (H, W[, C]), through the decoding guard
+    (`mnist_bench.images`): 413 if it declares over `MAX_PIXELS`, 422 if it is an image we do
+    not read (animated, float pixels), 400 if it is none."""
     if not data:
         raise RequestError(400, "empty body: expected a PNG/JPEG image or a JSON 28x28 array")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
-            if width * height > MAX_PIXELS:
-                raise RequestError(
-                    413, f"image of {width}x{height} pixels exceeds the {MAX_PIXELS}-pixel limit"
-                )
-            return image_to_array(img)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        # PIL's message names a BytesIO object; the type of error is what helps the client.
-        raise RequestError(
-            400, f"not a readable image (expected PNG or JPEG): {type(exc).__name__}"
-        ) from exc
+        return read_image_bytes(data, name="upload", max_pixels=MAX_PIXELS)
+    except ImageTooLarge as exc:
+        raise RequestError(413, str(exc)) from exc
+    except UnsupportedImage as exc:
+        raise RequestError(422, str(exc)) from exc
+    except ImageError as exc:
+        raise RequestError(400, str(exc)) from exc
 
 
 def _json_pixels(data: bytes) -> np.ndarray:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..export import file_sha256, load_predictor
+from ..model_card import model_card
 
 STARTUP_TIMEOUT_S = 30.0
 MAX_CONNECTIONS = 256
@@ -75,7 +76,8 @@ def load_for_serving(path: str | Path, *, runtime: str = "auto") -> tuple[Any, d
     -------
     predictor : object with ``predict_proba`` (float32 (N, 28, 28, 1) -> (N, 10))
     model_info : dict
-        ``file``, ``sha256`` (of the file given) and ``runtime``.
+        ``file``, ``sha256`` (of the file given), ``runtime``, and the model's card
+        (`mnist_bench.model_card`: ``name``, ``recipe``, ``calibrated``, ``temperature``).
     """
     if runtime not in ("auto", "keras"):
         raise ValueError(f"runtime must be one of ['auto', 'keras'], got {runtime!r}")
@@ -83,6 +85,7 @@ def load_for_serving(path: str | Path, *, runtime: str = "auto") -> tuple[Any, d
     if not path.exists():
         raise ValueError(f"{path}: no such model file or folder")
     predictor = load_predictor(path)
+    card = model_card(path, predictor)  # before a Keras model becomes a LiteRT one
     if not hasattr(predictor, "predict_proba"):  # a Keras model
         if runtime == "auto" and litert_available():
             from ..export import LiteRTPredictor, export_model
@@ -97,6 +100,7 @@ def load_for_serving(path: str | Path, *, runtime: str = "auto") -> tuple[Any, d
         "file": model_file.name,
         "sha256": file_sha256(model_file),
         "runtime": predictor.runtime,
+        **card,
     }
     return predictor, info
 

@@ -8,6 +8,7 @@
   const digit = document.getElementById("digit");
   const bars = document.getElementById("bars");
   const status = document.getElementById("status");
+  const model = document.getElementById("model");
   const STROKE = 20; // pixels on the 280x280 pad: about a 2-pixel MNIST stroke after 20x20 scaling
   let drawing = false, inked = false, last = null, pending = 0;
 
@@ -33,6 +34,19 @@
     status.textContent = "";
     status.className = "status";
   }
+
+  // Which model answers: name, recipe, and whether its probabilities are calibrated.
+  function describe(m) {
+    const recipe = m.recipe ? `, ${m.recipe} recipe` : "";
+    const calibration = m.calibrated === true ? `calibrated probabilities (temperature ${Number(m.temperature).toFixed(2)})`
+      : m.calibrated === false ? "uncalibrated probabilities (raw softmax)" : "calibration unknown";
+    return `model: ${m.name || m.file}${recipe}; ${calibration}; ${m.runtime}`;
+  }
+
+  fetch("/healthz").then((r) => r.json()).then((h) => {
+    model.textContent = describe(h.model);
+    model.dataset.calibrated = String(h.model.calibrated);
+  }).catch(() => { model.textContent = "model: unknown (GET /healthz failed)"; });
 
   function point(event) {
     const r = pad.getBoundingClientRect();

@@ -1,0 +1,189 @@
+"""Which TensorFlow, Keras and numpy versions the result has been checked on: a version matrix.
+
+As scikit-learn's CI does for its minimum dependencies, each supported version set runs in an
+environment of its own (tox envs ``tf-min``, ``tf-mid``, ``tf-latest``: the oldest TensorFlow
+pyproject.toml allows, one between, the newest, each with the Keras and numpy pip brings for
+it). In each, `run_compat` runs the user's first steps as separate processes of that
+environment's Python and records the outcome:
+
+1. ``mnist-bench reproduce --check``: the committed results, re-measured;
+2. a 1-epoch training of the notebook's model (seed 0), which must reach `ONE_EPOCH_THRESHOLD`;
+3. the notebook under nbval (``pytest --nbval notebooks``);
+4. ``mnist-bench export`` of the published model to LiteRT, then ``mnist-bench predict`` of a
+   test digit with the exported file.
+
+    tox -e tf-min,tf-mid,tf-latest                      # each writes results/compat/<env>.json
+    mnist-bench compat --report --readme README.md      # the "checked on" table from those files
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ._io import read_json, write_json
+
+COMPAT_DIR = "compat"  # under the results folder: one <env>.json per environment
+# The notebook's model after 1 epoch on all 60k images: 97.80-97.83% on the pinned machines
+# (tests/test_accuracy.py); 0.5 points of margin for other kernels and versions.
+ONE_EPOCH_THRESHOLD = 0.973
+PACKAGES = ("tensorflow", "keras", "numpy", "scipy", "scikit-learn", "ai-edge-litert")
+README_MARKERS = ("<!-- versions-table -->", "<!-- /versions-table -->")
+_TAIL = 2_000  # characters of a failed step's output kept in the record
+
+
+def versions() -> dict[str, str | None]:
+    """Installed versions of Python and of `PACKAGES` (None where not installed)."""
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {"python": sys.version.split()[0], **{name: version(name) for name in PACKAGES}}
+
+
+def _run(argv: list[str], cwd: Path, timeout: float) -> tuple[int, str, float]:
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)  # fmt: skip
+        code, output = proc.returncode, proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired:
+        code, output = -9, f"killed after {timeout:.0f} s"
+    return code, output, time.perf_counter() - start
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mnist_bench.cli", *args]
+
+
+def _one_epoch_accuracy(run_dir: Path) -> float:
+    return float(read_json(run_dir / "metrics.json")["test_accuracy"])
+
+
+def _write_digit(path: Path, data_dir: str | None) -> int:
+    """Write the first test digit as a PNG (dark on light, as a user's photo); its label."""
+    import numpy as np
+    from PIL import Image
+
+    from .data import load_mnist
+
+    data = load_mnist(data_dir, download=False) if data_dir else load_mnist(download=False)
+    Image.fromarray(255 - np.kron(data.x_test[0], np.ones((4, 4), np.uint8))).save(path)
+    return int(data.y_test[0])
+
+
+def run_compat(
+    repo: str | Path,
+    *,
+    data_dir: str | None = None,
+    timeout: float = 900.0,
+    progress: Callable[[str, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run the four steps (module docstring) with this Python, in the checkout `repo`.
+
+    Parameters
+    ----------
+    repo : str or Path
+        The project checkout (holding results/ and notebooks/).
+    data_dir : str, optional
+        MNIST's folder (``--data``); default: as the package finds it.
+    timeout : float, default=900
+        Seconds each step may take.
+    progress : callable, optional
+        ``progress(step_name, step_record)`` after each step.
+
+    Returns
+    -------
+    dict
+        ``versions`` (`versions`), ``steps`` (name -> ``passed``, ``seconds``, ``command``,
+        ``detail``, and ``output`` tail when failed), ``passed`` (all steps), ``provenance``.
+    """
+    from .provenance import provenance
+
+    repo = Path(repo)
+    data = ["--data", data_dir] if data_dir else []
+    steps: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="mnist-bench-compat-") as tmp:
+        tmp_dir = Path(tmp)
+        run, tflite, digit = tmp_dir / "one-epoch", tmp_dir / "model.tflite", tmp_dir / "d.png"
+        label = _write_digit(digit, data_dir)
+        plan: list[tuple[str, list[str], Callable[[str], tuple[bool, str]]]] = [
+            ("reproduce --check", _cli("reproduce", "--check", *data),
+             lambda out: (True, out.strip().splitlines()[-1])),
+            ("1-epoch training", _cli("train", "--model", "notebook", "--epochs", "1",
+                                      "--seed", "0", "--out", str(run), *data),
+             lambda out: _threshold(run)),
+            ("notebook (nbval)", [sys.executable, "-m", "pytest", "--nbval", "notebooks", "-q",
+                                  "-p", "no:cacheprovider", "-p", "no:xdist"],
+             lambda out: (True, out.strip().splitlines()[-1])),
+            ("export + predict", _cli("export", "results/model.keras", "--format", "litert",
+                                      "--out", str(tflite), "--results", str(tmp_dir / "e.json"),
+                                      *data),
+             lambda out: _predicts(tflite, digit, label, repo, timeout)),
+        ]  # fmt: skip
+        for name, argv, judge in plan:
+            code, output, seconds = _run(argv, repo, timeout)
+            passed, detail = judge(output) if code == 0 else (False, f"exit {code}")
+            record = {"passed": passed, "seconds": round(seconds, 1), "detail": detail,
+                      "command": " ".join(["python", *argv[1:]])}  # fmt: skip
+            if not passed:
+                record["output"] = output[-_TAIL:]
+            steps[name] = record
+            if progress is not None:
+                progress(name, record)
+    passed = all(step["passed"] for step in steps.values())
+    return {"versions": versions(), "steps": steps, "passed": passed, "provenance": provenance()}
+
+
+def _threshold(run_dir: Path) -> tuple[bool, str]:
+    accuracy = _one_epoch_accuracy(run_dir)
+    ok = accuracy >= ONE_EPOCH_THRESHOLD
+    return ok, f"test accuracy {accuracy:.2%} ({'>=' if ok else '<'} {ONE_EPOCH_THRESHOLD:.1%})"
+
+
+def _predicts(
+    tflite: Path, digit: Path, label: int, repo: Path, timeout: float
+) -> tuple[bool, str]:
+    code, output, _ = _run(_cli("predict", str(tflite), str(digit)), repo, timeout)
+    rows = [line.split() for line in output.splitlines() if line.startswith(str(digit))]
+    got = rows[0][1] if code == 0 and rows else None
+    return got == str(label), f"LiteRT file predicts {got} for a {label}"
+
+
+def write_compat(record: Mapping[str, Any], path: str | Path) -> Path:
+    """Write one environment's record (atomically); returns the path."""
+    write_json(Path(path), dict(record))
+    return Path(path)
+
+
+def compat_table(results_dir: str | Path = "results") -> str:
+    """A Markdown table of every ``<results_dir>/compat/*.json``: one row per environment
+    (TensorFlow, Keras, numpy, Python; each step passed or not; the CPU it ran on)."""
+    records = {p.stem: read_json(p) for p in sorted(Path(results_dir, COMPAT_DIR).glob("*.json"))}
+    if not records:
+        raise ValueError(f"{Path(results_dir, COMPAT_DIR)}: no environment recorded yet; run "
+                         "`tox -e tf-min,tf-mid,tf-latest`")  # fmt: skip
+    steps = list(next(iter(records.values()))["steps"])
+    lines = ["| environment | TensorFlow | Keras | numpy | Python | " + " | ".join(steps) + " |",
+             "| --- " * (5 + len(steps)) + "|"]  # fmt: skip
+    cpus = set()
+    for env, record in records.items():
+        v = record["versions"]
+        cells = [f"`{env}`", v["tensorflow"], v["keras"], v["numpy"], v["python"]]
+        cells += ["passed" if record["steps"][s]["passed"] else "**failed**" for s in steps]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        cpus.add(record["provenance"]["cpu"]["model_name"])
+    lines += ["", f"Run by `tox -e {','.join(records)}` on {', '.join(sorted(cpus))}; "
+              "each row's steps: `mnist-bench reproduce --check`, a 1-epoch training of the "
+              f"notebook's model (>= {ONE_EPOCH_THRESHOLD:.1%}), the notebook under nbval, "
+              "`mnist-bench export` to LiteRT and `mnist-bench predict` with it."]  # fmt: skip
+    return "\n".join(lines)
