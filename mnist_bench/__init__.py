@@ -5,9 +5,10 @@ The public API, by concern (data flows top to bottom)::
     load_mnist, MnistData, MnistDataError, verify_mnist, download_mnist   # data
     preprocess_images, one_hot, prepare_photo                            # preprocess
     build_model, MODEL_NAMES, model_flops, save_model, load_model        # models
+    weights_digest                                                       # models
     TrainConfig                                                          # config
     evaluate, predict, EvalReport                                        # evaluate
-    train, TrainResult, weights_digest                                   # train
+    train, TrainResult                                                   # train
     reproduce, check_results                                             # reproduce
     machine_fingerprint                                                  # provenance
     export_model, load_predictor                                         # export (LiteRT)
@@ -57,7 +58,7 @@ _EXPORTS: dict[str, str] = {
     "EvalReport": "evaluation",
     "train": "training",
     "TrainResult": "training",
-    "weights_digest": "training",
+    "weights_digest": "models",
     "reproduce": "reproduction",
     "check_results": "reproduction",
     "machine_fingerprint": "provenance",
@@ -72,11 +73,18 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the real definitions
     from .data import MnistData, MnistDataError, download_mnist, load_mnist, verify_mnist
     from .evaluation import EvalReport, evaluate, predict
     from .export import export_model, load_predictor
-    from .models import MODEL_NAMES, build_model, load_model, model_flops, save_model
+    from .models import (
+        MODEL_NAMES,
+        build_model,
+        load_model,
+        model_flops,
+        save_model,
+        weights_digest,
+    )
     from .preprocess import one_hot, prepare_photo, preprocess_images
     from .provenance import machine_fingerprint
     from .reproduction import check_results, reproduce
-    from .training import TrainResult, train, weights_digest
+    from .training import TrainResult, train
 
 
 def __getattr__(name: str) -> Any:

@@ -5,7 +5,7 @@ batch in a tf.data pipeline: on a GPU machine the order, the augmentation and th
 to the GPU are CPU work every step. Here the training images and labels are uploaded once,
 as variables on the default device (the GPU when there is one); each epoch uploads its seeded
 order (N int64) and stream key; and each step receives only its step number, then gathers
-its batch by index and augments it (`training.augment_batch`, the host path's very function,
+its batch by index and augments it (`augment.augment_batch`, the host path's very function,
 with the very same stateless seed (key, step)) in the same compiled function as the forward
 and backward pass. No per-step host work is left but feeding that number.
 
@@ -25,8 +25,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .augment import _without_autotune, augment_batch, epoch_order
 from .config import TrainConfig
-from .training import _without_autotune, augment_batch, epoch_order
 
 
 class DeviceTrainer(keras.Model):
@@ -67,7 +67,7 @@ class DeviceTrainer(keras.Model):
         self._order.assign(order.astype(np.int64))
         self._key.assign(np.int64(key))
         steps = -(-self.n // self.train_config.batch_size)
-        return _without_autotune(tf.data.Dataset.range(steps))  # see training._without_autotune
+        return _without_autotune(tf.data.Dataset.range(steps))  # see augment._without_autotune
 
     def device_batch(self, step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Batch `step` of the current epoch: gathered by index, augmented if asked."""

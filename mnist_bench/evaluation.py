@@ -324,10 +324,13 @@ def _logits_graph(model: keras.Model) -> tuple[Any, Any]:
     import keras
 
     last = _softmax_dense(model)
-    inputs = keras.Input(IMAGE_SHAPE, name="images")
-    x = inputs
-    for layer in model.layers[:-1]:  # a Sequential chain, as every model of models.py
-        x = layer(x)
+    if isinstance(model, keras.Sequential):  # a chain: the small CNNs of models.cnn
+        inputs = keras.Input(IMAGE_SHAPE, name="images")
+        x = inputs
+        for layer in model.layers[:-1]:
+            x = layer(x)
+    else:  # a graph (ResNet's shortcuts): its own input, up to what its last Dense reads
+        inputs, x = model.inputs[0], last.input
     dense = keras.layers.Dense(last.units, name="logits")
     logits = dense(x)
     dense.set_weights(last.get_weights())

@@ -429,7 +429,7 @@ def export_table(content: dict[str, Any]) -> str:
             f"{r['test_accuracy']:.2%} ({r['test_errors']} errors) | "
             f"{r['delta_vs_keras'] * 100:+.2f} pt |"
         )
-    from .export_bench import cpu_text
+    from .provenance import cpu_text
 
     cpu = cpu_text(content["provenance"]["cpu"])
     rows.append("")

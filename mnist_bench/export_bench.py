@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .provenance import cpu_text as cpu_text  # re-exported: its home was here
+
 INFERENCE_TABLE_MARKERS = ("<!-- inference-table -->", "<!-- /inference-table -->")
 SINGLE_CALLS = 400  # timed one-image calls per row (model.predict: a tenth, it is ~100x slower)
 WARMUP_CALLS = 20
@@ -202,9 +204,3 @@ def _load_text(content: dict[str, Any]) -> str:
     if not load:
         return "not recorded"
     return f"{load['before']:.1f} before, {load['after']:.1f} after"
-
-
-def cpu_text(cpu: dict[str, Any]) -> str:
-    """E.g. "Intel(R) Xeon(R) Processor (AVX-512, 2 CPUs)"."""
-    isa = "AVX-512, " if "avx512f" in cpu.get("isa", []) else ""
-    return f"{cpu['model_name']} ({isa}{cpu['affinity_cpus']} CPUs)"

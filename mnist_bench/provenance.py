@@ -57,6 +57,12 @@ def cpu_description() -> dict[str, Any]:
     }
 
 
+def cpu_text(cpu: dict[str, Any]) -> str:
+    """E.g. "Intel(R) Xeon(R) Processor (AVX-512, 2 CPUs)"."""
+    isa = "AVX-512, " if "avx512f" in cpu.get("isa", []) else ""
+    return f"{cpu['model_name']} ({isa}{cpu['affinity_cpus']} CPUs)"
+
+
 def machine_fingerprint() -> str:
     """A one-line identity of the floating-point environment: CPU, ISA, threads, GPUs, TF
     version and whether oneDNN is on, e.g. ``"... | tf 2.21.0 | onednn on"``; a last field

@@ -20,7 +20,20 @@ from ._io import read_json
 from .config import RECIPES, TrainConfig
 
 # Each published recipe's folder, relative to the results root ("." is the root itself).
-PUBLISHED_DIRS = {"reference": ".", "robust": "robust"}
+PUBLISHED_DIRS = {
+    "reference": ".",
+    "robust": "robust",
+    "resnet20": "resnet20",
+    "efficientnet_b0": "efficientnet_b0",
+}
+# The recipes whose reproduction also trains the seed notebook's model (seed 0) beside them.
+# The deeper networks' folders leave it out: results/ publishes it (runs/seed-seed0.json), and
+# their robustness baseline is carried over from results/robustness.json, so a sixth run of
+# it per folder would only repeat a recorded one.
+NOTEBOOK_BESIDE = ("reference", "robust")
+# Seeds a reproduction trains by default: 5 for the small CNNs; 3 for the deeper networks,
+# whose 30-epoch runs take hours on a CPU (issue #21: 3 seeds, 2 where a run passes 90 min).
+DEFAULT_SEEDS = {"reference": 5, "robust": 5, "resnet20": 3, "efficientnet_b0": 3}
 README_MARKERS = ("<!-- recipes-table -->", "<!-- /recipes-table -->")
 METRICS, ROBUSTNESS, CALIBRATION = "metrics.json", "robustness.json", "calibration.json"
 
@@ -124,4 +137,122 @@ def recipes_table(root: str | Path = "results") -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     lines += [_row(name, folder, Path(root)) for name, folder in recipe_folders(root).items()]
+    return "\n".join(lines)
+
+
+# -- the architectures table --------------------------------------------------------------
+
+ARCHITECTURES_MARKERS = ("<!-- architectures-table -->", "<!-- /architectures-table -->")
+NOTEBOOK_RUN = "runs/seed-seed0.json"  # under the results root: the seed notebook's model
+TTA_MARKS = ("0.995", "0.997")  # the time-to-accuracy marks the table shows
+PENDING = "pending"
+
+
+def _size_cells(config: Mapping[str, Any]) -> list[str]:
+    """Parameters and forward MFLOP per image of the network `config` trains, counted on the
+    built (untrained) network: properties of the architecture, known before any result."""
+    from .models import build_model, model_flops  # Keras: only when a table is drawn
+
+    model = build_model(config["model"], **config["model_options"])
+    return [f"{model.count_params():,}", f"{model_flops(model)['forward'] / 1e6:.1f}"]
+
+
+def _tta_cell(runs: list[dict[str, Any]], mark: str) -> str:
+    """Mean minutes to `mark` test accuracy over the runs that reached it, and how many did."""
+    tta = [run["time_to_accuracy"] for run in runs]
+    if any(t["seconds"] is None for t in tta):
+        return "not measured"  # validated on a holdout: no test accuracy per epoch
+    reached = [t["seconds"][mark] for t in tta if t["seconds"][mark] is not None]
+    if not reached:
+        return "not reached" if len(runs) == 1 else f"reached by none of {len(runs)}"
+    text = _minutes(sum(reached) / len(reached))
+    return text if len(reached) == len(runs) else f"{text} ({len(reached)} of {len(runs)} reached)"
+
+
+def _machine_text(runs: list[dict[str, Any]]) -> str:
+    machines = []
+    for run in runs:
+        prov = run["provenance"]
+        gpus = ", ".join(prov.get("gpus") or [])
+        text = _cpu_name(prov["cpu"]) + (f" + {gpus}" if gpus else "")
+        if text not in machines:
+            machines.append(text)
+    return "; ".join(machines)
+
+
+def _trust_cells(robustness: dict | None, calibration: dict | None) -> list[str]:
+    cells = ["not measured"] * 2
+    if robustness is not None:
+        worst = robustness["worst"].replace("_", " ")
+        cells = [_pct(robustness["mean_accuracy"]), f"{_pct(robustness['min_accuracy'])} ({worst})"]
+    if calibration is None:
+        return [*cells, "not measured"]
+    test = calibration["test"]
+    return [*cells, f"{_pct(test['uncalibrated']['ece'])} -> {_pct(test['calibrated']['ece'])}"]
+
+
+def _row_cells(label: str, runs: list[dict], summary: dict, trust: list[str]) -> list[str]:
+    sd = "" if summary["sd"] is None else f" ± {_pct(summary['sd'], 3)}"
+    wall = _minutes(sum(run["wall_seconds"] for run in runs) / len(runs))
+    return [
+        label,
+        f"{_pct(summary['mean'], 3)}{sd} (n = {summary['n']})",
+        *_size_cells(runs[0]["config"]),
+        wall,
+        *(_tta_cell(runs, mark) for mark in TTA_MARKS),
+        *trust,
+        _machine_text(runs),
+    ]
+
+
+def _notebook_cells(root: Path) -> list[str]:
+    label = "notebook's model (`seed`, results/runs/)"
+    if not (root / NOTEBOOK_RUN).is_file():
+        return [label, PENDING, *_size_cells(TrainConfig.recipe("seed").to_dict()), *[PENDING] * 7]
+    run = read_json(root / NOTEBOOK_RUN)
+    summary = {"mean": run["test_accuracy"], "sd": None, "n": 1}
+    # Its corruption numbers are the baseline block of results/robustness.json, when that
+    # baseline is this very model (same weights digest); it has no calibration file.
+    baseline = None
+    if (root / ROBUSTNESS).is_file():
+        baseline = read_json(root / ROBUSTNESS).get("baseline")
+        if baseline is not None and baseline.get("weights_digest") != run["weights_digest"]:
+            baseline = None
+    return _row_cells(label, [run], summary, _trust_cells(baseline, None))
+
+
+def _recipe_cells(name: str, root: Path) -> list[str]:
+    folder = recipe_folder(root, name)
+    where = "results/" if folder == root else f"results/{folder.relative_to(root).as_posix()}/"
+    label = f"`{name}` ({where})"
+    if not (folder / METRICS).is_file():
+        config = TrainConfig.recipe(name).to_dict()
+        return [label, PENDING, *_size_cells(config), *[PENDING] * 7]
+    metrics = read_json(folder / METRICS)
+    robustness = (
+        read_json(folder / ROBUSTNESS)["model"] if (folder / ROBUSTNESS).is_file() else None
+    )
+    calibration = read_json(folder / CALIBRATION) if (folder / CALIBRATION).is_file() else None
+    trust = _trust_cells(robustness, calibration)
+    return _row_cells(label, metrics["runs"], metrics["summary"], trust)
+
+
+def architectures_table(root: str | Path = "results") -> str:
+    """A Markdown table of every network the results root `root` publishes, side by side:
+    the seed notebook's model (``runs/seed-seed0.json``), then each recipe of
+    `PUBLISHED_DIRS`. Per row: final-epoch test accuracy, mean ± sd over the seeds (n);
+    parameters and forward MFLOP per image (of the network built from the recorded config);
+    mean wall time per run and mean minutes to 99.5% / 99.7% test accuracy (over the runs
+    that reached it); mean and worst accuracy under the 15 corruptions (robustness.json);
+    test ECE before -> after temperature scaling (calibration.json); the machine the runs
+    were timed on. A recipe whose folder holds no metrics.json yet reads "pending"."""
+    root = Path(root)
+    header = [
+        "network (folder)", "test accuracy, mean ± sd (n)", "parameters", "MFLOP / image",
+        "wall time / run", "to 99.5%", "to 99.7%", "corrupted: mean of 15", "corrupted: worst",
+        "ECE -> with temperature", "timed on",
+    ]  # fmt: skip
+    rows = [_notebook_cells(root), *(_recipe_cells(name, root) for name in PUBLISHED_DIRS)]
+    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * 9 + " --- |"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return "\n".join(lines)

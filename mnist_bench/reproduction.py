@@ -37,18 +37,18 @@ import numpy as np
 
 from ._io import atomic_path, read_json, read_marked, replace_marked, write_json
 from .compare import EXACT, compare
-from .config import TrainConfig
+from .config import CONFIG_FILE, METRICS_FILE, TrainConfig
 from .evaluation import evaluate, predict
-from .models import H5_NAME, KERAS_NAME, h5_published, load_model
+from .models import H5_NAME, KERAS_NAME, h5_published, load_model, weights_digest
 from .plots import plot_history, plot_report
 from .provenance import provenance
 from .published import recipe_name
 from .selection import accuracy_summary
-from .training import CONFIG_FILE, METRICS_FILE, TrainResult, train, weights_digest
 
 if TYPE_CHECKING:
     from .data import MnistData
     from .evaluation import EvalReport
+    from .training import TrainResult
 
 # Time-to-accuracy marks on the test set, DAWNBench-style (time until a fixed accuracy).
 TTA_THRESHOLDS = (0.990, 0.995, 0.997)
@@ -96,11 +96,15 @@ def parse_shard(text: str) -> tuple[int, int]:
     return shard
 
 
-def _plan(seeds: list[int], config: TrainConfig, seed_config: TrainConfig) -> list[TrainConfig]:
+def _plan(
+    seeds: list[int], config: TrainConfig, seed_config: TrainConfig | None
+) -> list[TrainConfig]:
     """Every run, in order: the published seed first, then the seed notebook's model (cheap,
-    and the comparison readers look for), then the other seeds."""
+    and the comparison readers look for; none when `seed_config` is None), then the other
+    seeds."""
     reference = [config.replace(seed=s) for s in seeds]
-    return [reference[0], seed_config.replace(seed=0), *reference[1:]]
+    notebook = [] if seed_config is None else [seed_config.replace(seed=0)]
+    return [reference[0], *notebook, *reference[1:]]
 
 
 def _time_to_accuracy(history: list[dict], config: TrainConfig) -> dict[str, Any]:
@@ -340,6 +344,7 @@ def reproduce(
     runs_dir: str | Path = "runs/reproduce",
     config: TrainConfig | None = None,
     seed_config: TrainConfig | None = None,
+    notebook_model: bool = True,
     shard: tuple[int, int] | None = None,
     progress: Callable[[str, dict[str, float]], None] | None = None,
     on_run: Callable[[int, int, str, bool], None] | None = None,
@@ -374,6 +379,10 @@ def reproduce(
     seed_config : TrainConfig, optional
         The seed notebook's recipe, trained faithfully with seed 0; default
         ``TrainConfig.recipe("seed")``.
+    notebook_model : bool, default=True
+        Whether the seed notebook's model is one of the runs. The deeper networks' folders
+        leave it out (`published.NOTEBOOK_BESIDE`): results/ already publishes it, and the
+        robustness baseline is carried over from results/robustness.json.
     shard : (int, int), optional
         ``(k, n)``: train only the planned runs k, k+n, k+2n, ... (1-based, in the order
         below) and record them; merge the shards' folders with `merge_results`. None: all.
@@ -402,7 +411,8 @@ def reproduce(
           ``provenance`` (the run's own);
         - ``summary``: ``n``, ``mean``, ``sd`` (ddof=1, None for n=1), ``min``, ``max``;
         - ``ensemble``: ``n_models``, ``seeds``, ``test_accuracy``, ``test_errors``;
-        - ``seed_model``: the seed notebook's run, fields as in ``runs``;
+        - ``seed_model``: the seed notebook's run, fields as in ``runs`` (None while not
+          recorded, then in ``pending``; or when `notebook_model` is False);
         - ``targets``: ``published``, ``mean`` (also ``min_seeds``, ``n``), ``ensemble``,
           each ``target``, ``value`` and ``met``;
         - ``provenance``: of this call.
@@ -412,7 +422,7 @@ def reproduce(
     """
     seed_list = _check_seeds(seeds)
     config = config if config is not None else TrainConfig.recipe("reference")
-    seed_config = seed_config if seed_config is not None else TrainConfig.recipe("seed")
+    seed_config = _seed_config(seed_config, notebook_model)
     out, runs = Path(out_dir), Path(runs_dir)
     plan = _plan(seed_list, config, seed_config)
     k, n = shard if shard is not None else (1, 1)
@@ -426,6 +436,8 @@ def reproduce(
         if recorded:
             continue  # recorded in results/ by an earlier call, perhaps in another session
         on_epoch = None if progress is None else (lambda row, n=name: progress(n, row))
+        from .training import train  # only here: checks and tables never import training
+
         result = train(cfg, data, runs / name, progress=on_epoch)
         _record_run(out, name, result, data, publish=index == 0)
         del result  # one model in memory at a time
@@ -441,6 +453,7 @@ def merge_results(
     data: MnistData,
     config: TrainConfig | None = None,
     seed_config: TrainConfig | None = None,
+    notebook_model: bool = True,
 ) -> dict[str, Any]:
     """Gather the runs the shards of a ``reproduce(..., shard=...)`` recorded into `out_dir`
     and write its metrics.json, as one `reproduce` of every run would have.
@@ -454,7 +467,7 @@ def merge_results(
     """
     seed_list = _check_seeds(seeds)
     config = config if config is not None else TrainConfig.recipe("reference")
-    seed_config = seed_config if seed_config is not None else TrainConfig.recipe("seed")
+    seed_config = _seed_config(seed_config, notebook_model)
     out = Path(out_dir)
     plan = _plan(seed_list, config, seed_config)
     names = [_run_name(cfg.model, cfg.seed) for cfg in plan]
@@ -474,6 +487,12 @@ def merge_results(
                     if file != H5_NAME or (shard / file).is_file():
                         _copy_atomic(shard / file, out / file)
     return _write_metrics(out, seed_list, plan, data)
+
+
+def _seed_config(seed_config: TrainConfig | None, notebook_model: bool) -> TrainConfig | None:
+    if not notebook_model:
+        return None
+    return seed_config if seed_config is not None else TrainConfig.recipe("seed")
 
 
 def _recorded(out: Path, name: str, config: TrainConfig) -> bool:
@@ -551,7 +570,8 @@ def _write_metrics(out: Path, seeds: list[int], plan: list[TrainConfig], data: M
     probabilities = [np.load(out / PROBS_DIR / f"{e['run']}.npy") for e in entries]
     summary = accuracy_summary([e["test_accuracy"] for e in entries])
     ensemble = {**_ensemble(probabilities, data.y_test), "seeds": [e["seed"] for e in entries]}
-    seed_name = names[1]
+    # the notebook's run, second in the plan when there is one (`_plan`)
+    seed_names = [n for cfg, n in zip(plan[1:], names[1:], strict=True) if cfg.model == "seed"]
     metrics = {
         "complete": len(recorded) == len(names),
         "pending": [n for n in names if n not in recorded],
@@ -559,7 +579,7 @@ def _write_metrics(out: Path, seeds: list[int], plan: list[TrainConfig], data: M
         "runs": entries,
         "summary": summary,
         "ensemble": ensemble,
-        "seed_model": recorded.get(seed_name),
+        "seed_model": recorded.get(seed_names[0]) if seed_names else None,
         "targets": _targets(scores["test_accuracy"], summary, ensemble["test_accuracy"]),
         "provenance": provenance(),
     }
@@ -677,6 +697,14 @@ def _check_trust_files(out: Path, data: MnistData, rules: list[str]) -> list[str
             for problem in checks[name](out / name, model, data, rules=rules)]  # fmt: skip
 
 
+def _seed_model_row(seed_model: dict | None, pending: list[str]) -> str:
+    if seed_model:
+        return _table_row(f"seed notebook's model, seed {seed_model['seed']}", seed_model)
+    if _run_name("seed", 0) in pending:
+        return "| seed notebook's model | pending | | | | |"
+    return "| seed notebook's model | not trained with this recipe (see results/) | | | | |"
+
+
 def results_table(metrics: dict) -> str:
     """A Markdown summary of ``metrics.json``: the published model, every seed, mean ± sd,
     min, max, the ensemble and the seed notebook's model; the targets; the published run's
@@ -695,9 +723,7 @@ def results_table(metrics: dict) -> str:
         f"| {recipe}, min / max | {_pct(summary['min'])} / {_pct(summary['max'])} | | | | |",
         f"| ensemble of {ens['n_models']} (mean softmax) | {_pct(ens['test_accuracy'])} | "
         f"{ens['test_errors']} | | | |",
-        _table_row(f"seed notebook's model, seed {seed_model['seed']}", seed_model)
-        if seed_model
-        else "| seed notebook's model | pending | | | | |",
+        _seed_model_row(seed_model, metrics.get("pending", [])),
         "",
         "| target (final epoch, 10k test set) | goal | measured | met |",
         "| --- | ---: | ---: | --- |",

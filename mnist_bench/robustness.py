@@ -43,6 +43,7 @@ from .evaluation import (
     reliability_bins,
     with_temperature,
 )
+from .models import weights_digest
 
 if TYPE_CHECKING:
     import keras
@@ -86,8 +87,6 @@ def _accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> flo
 
 
 def _digest(model: keras.Model) -> str:
-    from .training import weights_digest
-
     return weights_digest(model)
 
 

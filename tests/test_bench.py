@@ -29,6 +29,7 @@ import pytest
 import tensorflow as tf
 
 from mnist_bench import MODEL_NAMES, TrainConfig, bench, build_model, cli, model_flops
+from mnist_bench.bench import BENCH_MODELS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +50,7 @@ EXPECTED_BENCHMARKS = {
     "train/reference/mnist_bench",
     "train/seed/onednn-on",
     "train/seed/onednn-off",
-    *(f"{kind}/{m}/{method}" for kind in ("inference", "latency") for m in MODEL_NAMES
+    *(f"{kind}/{m}/{method}" for kind in ("inference", "latency") for m in BENCH_MODELS
       for method in bench.INFERENCE_METHODS),
     "preprocess",
     "load",
@@ -59,7 +60,7 @@ EXPECTED_RATIOS = {
     "train_without_vs_with_op_determinism/seed",
     "train_onednn_on_vs_off/seed",
     *(f"predict_{kind}_vs_model_predict/{m}" for kind in ("batched", "single_p50")
-      for m in MODEL_NAMES),
+      for m in BENCH_MODELS),
 }  # fmt: skip
 
 
@@ -136,7 +137,7 @@ def test_calibration_tf_matmul(benchmark: Any, device: str, smoke: bool, peak: C
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("pipeline", bench.PIPELINES)
-@pytest.mark.parametrize("model_name", MODEL_NAMES)
+@pytest.mark.parametrize("model_name", BENCH_MODELS)
 def test_train_throughput(
     benchmark: Any, model_name: str, pipeline: str, device: str, smoke: bool, peak: Callable
 ) -> None:
@@ -150,7 +151,7 @@ def test_train_throughput(
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("method", bench.INFERENCE_METHODS)
-@pytest.mark.parametrize("model_name", MODEL_NAMES)
+@pytest.mark.parametrize("model_name", BENCH_MODELS)
 def test_inference_throughput(
     benchmark: Any, model_name: str, method: str, device: str, smoke: bool, peak: Callable
 ) -> None:
@@ -166,7 +167,7 @@ def test_inference_throughput(
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("method", bench.INFERENCE_METHODS)
-@pytest.mark.parametrize("model_name", MODEL_NAMES)
+@pytest.mark.parametrize("model_name", BENCH_MODELS)
 def test_single_image_latency(
     benchmark: Any, model_name: str, method: str, device: str, peak: Callable
 ) -> None:
@@ -278,7 +279,7 @@ def test_profile_splits_the_training_time_by_op_type(quick_run: BenchRun) -> Non
 
 def test_flops_per_image_follow_the_model(quick_run: BenchRun) -> None:
     records = {b["name"]: b for b in quick_run.result["benchmarks"]}
-    for m in MODEL_NAMES:
+    for m in BENCH_MODELS:
         forward = records[f"inference/{m}/model.predict"]["flops_per_image"]
         assert records[f"train/{m}/mnist_bench"]["flops_per_image"] == 3 * forward
         assert records[f"latency/{m}/mnist_bench.predict"]["flops_per_image"] == forward

@@ -13,6 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mnist_bench import TrainConfig
+from mnist_bench.config import RECIPES
+
+# The architectures a config may name, as its errors list them.
+MODELS = "['seed', 'reference', 'resnet20', 'efficientnet_b0']"
 
 FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
 
@@ -130,8 +134,8 @@ def test_to_dict_holds_every_field_and_is_a_copy():
 
 # (field, bad value, the message: names the field and the allowed values or range)
 INVALID = [
-    ("model", "vgg", "model must be one of ['seed', 'reference'], got 'vgg'"),
-    ("model", None, "model must be one of ['seed', 'reference'], got None"),
+    ("model", "vgg", f"model must be one of {MODELS}, got 'vgg'"),
+    ("model", None, f"model must be one of {MODELS}, got None"),
     ("lr_schedule", "linear", "lr_schedule must be one of ['constant', 'cosine']"),
     ("validation", "train", "validation must be one of ['test', 'holdout']"),
     ("seed", -1, "seed must be in [0, 4294967295], got -1"),
@@ -244,7 +248,7 @@ def test_unknown_field_raises_listing_allowed_fields(make):
 # -- recipes, replace, immutability -------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["seed", "reference", "robust"])
+@pytest.mark.parametrize("name", list(RECIPES))
 def test_recipes_keep_the_host_input_path_and_old_records_read_as_them(name):
     recipe = TrainConfig.recipe(name)
     assert recipe.augment_on == "host"  # the published bits come from the tf.data path
@@ -279,7 +283,7 @@ def test_reference_recipe():
     assert config.epochs == 30  # the seed's
 
 
-@pytest.mark.parametrize("name", ["seed", "reference"])
+@pytest.mark.parametrize("name", list(RECIPES))
 def test_recipe_overrides_replace_only_the_named_fields(name):
     base = TrainConfig.recipe(name)
     config = TrainConfig.recipe(name, epochs=1, train_subset=1024, seed=7)
@@ -296,7 +300,7 @@ def test_recipe_overrides_are_validated():
 
 @pytest.mark.parametrize("name", ["vgg", "Seed", ""])
 def test_unknown_recipe_raises_listing_recipes(name):
-    message = f"recipe must be one of ['seed', 'reference', 'robust'], got {name!r}"
+    message = f"recipe must be one of {list(RECIPES)}, got {name!r}"
     with pytest.raises(ValueError, match=re.escape(message)):
         TrainConfig.recipe(name)
 
@@ -361,7 +365,7 @@ def test_from_json_text_errors():
     [
         ('{"epoch": 3}', "unknown TrainConfig field(s) ['epoch']; allowed fields are"),
         ('{"epochs": 0}', "epochs must be >= 1, got 0"),
-        ('{"model": "vgg"}', "model must be one of ['seed', 'reference'], got 'vgg'"),
+        ('{"model": "vgg"}', f"model must be one of {MODELS}, got 'vgg'"),
     ],
 )
 def test_from_json_field_errors_name_the_file(tmp_path, content, message):

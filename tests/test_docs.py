@@ -16,8 +16,8 @@ from mnist_bench.cli import CALIBRATION_MARKERS, ROBUSTNESS_MARKERS
 from mnist_bench.cli.robustness import _calibration_body, _robustness_body
 from mnist_bench.export import EXPORT_TABLE_MARKERS, export_table
 from mnist_bench.export_bench import INFERENCE_TABLE_MARKERS, inference_table
+from mnist_bench.published import ARCHITECTURES_MARKERS, architectures_table, recipes_table
 from mnist_bench.published import README_MARKERS as RECIPES_MARKERS
-from mnist_bench.published import recipes_table
 from mnist_bench.reproduction import README_BEGIN, README_END, results_table
 from mnist_bench.serving.load import SERVE_LOAD_TABLE_MARKERS, serve_load_table
 from mnist_bench.transfer_experiment import TABLE_MARKERS as TRANSFER_MARKERS
@@ -42,6 +42,8 @@ TABLES = {
     "robust-results": ("docs/robustness.md", (README_BEGIN, README_END),
                        _from(results_table, "robust/metrics.json"),
                        "mnist-bench reproduce --check --recipe robust --readme docs/robustness.md"),
+    "architectures": ("docs/architectures.md", ARCHITECTURES_MARKERS, architectures_table,
+                      "mnist-bench reproduce --architectures docs/architectures.md"),
     "export-readme": ("README.md", EXPORT_TABLE_MARKERS, _from(export_table, "export.json"),
                       "mnist-bench export --report --readme README.md"),
     "export-docs": ("docs/serving.md", EXPORT_TABLE_MARKERS, _from(export_table, "export.json"),

@@ -22,7 +22,9 @@ from keras import layers
 from mnist_bench import MODEL_NAMES, TrainConfig, build_model, load_model, model_flops, save_model
 from mnist_bench.config import MODEL_OPTIONS
 from mnist_bench.models import (
+    build_efficientnet_b0,
     build_reference,
+    build_resnet20,
     build_seed,
     h5_published,
     h5_round_trips,
@@ -30,7 +32,12 @@ from mnist_bench.models import (
     model_options,
 )
 
-BUILDERS = {"seed": build_seed, "reference": build_reference}
+BUILDERS = {
+    "seed": build_seed,
+    "reference": build_reference,
+    "resnet20": build_resnet20,
+    "efficientnet_b0": build_efficientnet_b0,
+}
 H5, KERAS = "network_for_mnist.h5", "model.keras"
 
 
@@ -65,7 +72,7 @@ def image_batches(max_size: int = 64) -> st.SearchStrategy[np.ndarray]:
 
 
 def test_model_names():
-    assert MODEL_NAMES == ("seed", "reference")
+    assert MODEL_NAMES == ("seed", "reference", "resnet20", "efficientnet_b0")
     assert set(BUILDERS) == set(MODEL_NAMES)  # every architecture has its docstring checked
 
 
@@ -91,7 +98,10 @@ def test_output_is_a_probability_row_per_image(models, name, x):
 
 @pytest.mark.parametrize("name", ["vgg", "Seed", "", "reference "])
 def test_unknown_model_raises_listing_names(name):
-    message = f"unknown model {name!r}; choose one of ['seed', 'reference']"
+    message = (
+        f"unknown model {name!r}; choose one of ['seed', 'reference', 'resnet20', "
+        "'efficientnet_b0']"
+    )
     with pytest.raises(ValueError, match=re.escape(message)):
         build_model(name)
 
@@ -247,7 +257,17 @@ TINY_NETS = {
     "grouped-conv": ((6, 6, 4), [layers.Conv2D(4, 3, groups=2)], 2304),
     # Dense on a (4, 4, 3) input runs at each of the 16 positions: 16 x 3 x 2 = 96 MACs
     "dense-on-map": ((4, 4, 3), [layers.Dense(2)], 192),
+    # depthwise, multiplier 2: (4, 4, 6) outputs x 3*3 taps each (no sum over channels)
+    "depthwise-conv": ((6, 6, 3), [layers.DepthwiseConv2D(3, depth_multiplier=2)], 1728),
 }
+
+
+def test_flops_of_a_nested_model_count_its_layers():
+    # "conv+dense" of TINY_NETS with its conv wrapped in a model of its own
+    inner = keras.Sequential([keras.Input((8, 8, 3)), layers.Conv2D(4, 3)])  # 2 x 6*6*4 x 27
+    outer = keras.Sequential([keras.Input((8, 8, 3)), inner, layers.Flatten(), layers.Dense(5)])
+    assert model_flops(inner)["forward"] == 7776
+    assert model_flops(outer)["forward"] == 7776 + 2 * 144 * 5 == 9216
 
 
 @pytest.mark.parametrize(("shape", "net_layers", "expected"), TINY_NETS.values(), ids=TINY_NETS)
@@ -303,6 +323,7 @@ def test_a_standardising_model_is_saved_as_keras_only_because_h5_would_lose_it(t
 
 
 def test_every_other_model_round_trips_through_h5(models):
+    # the deeper networks included: keras.applications' EfficientNet-B0 and the ResNet too
     assert all(h5_round_trips(model) for model in models.values())
     assert h5_published({}) and h5_published({"convs_per_stage": [1, 2, 2]})
 

@@ -10,7 +10,10 @@ import pytest
 from mnist_bench._io import read_json
 from mnist_bench.config import RECIPES, TrainConfig
 from mnist_bench.published import (
+    DEFAULT_SEEDS,
+    NOTEBOOK_BESIDE,
     PUBLISHED_DIRS,
+    architectures_table,
     recipe_folder,
     recipe_folders,
     recipe_name,
@@ -43,7 +46,9 @@ def test_the_robust_recipe_is_the_reference_plus_what_the_holdout_chose():
 def test_folders_are_under_the_results_root(tmp_path):
     assert recipe_folder(tmp_path, "reference") == tmp_path
     assert recipe_folder(tmp_path, "robust") == tmp_path / "robust"
-    with pytest.raises(ValueError, match=r"recipe must be one of \['reference', 'robust'\]"):
+    assert recipe_folder(tmp_path, "resnet20") == tmp_path / "resnet20"
+    allowed = r"\['reference', 'robust', 'resnet20', 'efficientnet_b0'\]"
+    with pytest.raises(ValueError, match=rf"recipe must be one of {allowed}"):
         recipe_folder(tmp_path, "fast")
     assert recipe_folders(tmp_path) == {}  # nothing published there
 
@@ -69,7 +74,82 @@ def test_recipes_table_has_one_row_per_published_folder(tmp_path):
     assert reference[2] == f"{100 * metrics['summary']['mean']:.3f}% (n = 5)"
     assert reference[4] == f"{100 * robustness['mean_accuracy']:.2f}%"
     ece = calibration["calibrated"]["ece"]
-    assert reference[6].endswith(f"-> {100 * ece:.2f}% |")
+    assert reference[6].endswith(f"-> {100 * ece:.2f}%")
     robust = lines[3].split(" | ")
     assert robust[0] == "| `robust` (results/robust/)"
-    assert robust[4:] == ["not measured", "not measured", "not measured |"]  # never made up
+    assert robust[4:7] == ["not measured", "not measured", "not measured"]  # never made up
+
+
+# -- the architectures table --------------------------------------------------------------
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip("|").split(" | ")]
+
+
+def test_deep_recipes_are_the_reference_protocol_with_another_network():
+    reference = TrainConfig.recipe("reference").to_dict()
+    for name in ("resnet20", "efficientnet_b0"):
+        deep = TrainConfig.recipe(name).to_dict()
+        assert {k for k, v in deep.items() if reference[k] != v} == {"model", "model_options"}
+        assert deep["model"] == name and deep["model_options"] == {}
+        assert DEFAULT_SEEDS[name] == 3 and name not in NOTEBOOK_BESIDE
+    assert set(DEFAULT_SEEDS) == set(PUBLISHED_DIRS)
+
+
+def test_architectures_table_reads_the_files_and_shows_missing_folders_as_pending(tmp_path):
+    # results/ as published (reference and the notebook's run), robust not yet, and a
+    # resnet20 folder holding the reference's files as a stand-in for its own.
+    _publish_copy(RESULTS, tmp_path, ("metrics.json", "robustness.json", "calibration.json"))
+    (tmp_path / "runs").mkdir()
+    shutil.copy(RESULTS / "runs" / "seed-seed0.json", tmp_path / "runs" / "seed-seed0.json")
+    _publish_copy(RESULTS, tmp_path / "resnet20", ("metrics.json",))
+    rows = {_cells(line)[0]: _cells(line) for line in architectures_table(tmp_path).splitlines()}
+    assert len(rows) == 2 + 5  # header, rule, notebook + the 4 published recipes
+
+    metrics, notebook = (
+        read_json(RESULTS / "metrics.json"),
+        rows["notebook's model (`seed`, results/runs/)"],
+    )
+    seed_run = read_json(RESULTS / "runs" / "seed-seed0.json")
+    assert notebook[1] == f"{100 * seed_run['test_accuracy']:.3f}% (n = 1)"
+    assert notebook[2:4] == ["225,034", "5.3"]
+    baseline = read_json(RESULTS / "robustness.json")["baseline"]
+    assert notebook[7] == f"{100 * baseline['mean_accuracy']:.2f}%"  # its robustness baseline
+    assert notebook[9] == "not measured"  # no calibration file of it: never made up
+
+    reference = rows["`reference` (results/)"]
+    summary, runs = metrics["summary"], metrics["runs"]
+    assert reference[1] == (
+        f"{100 * summary['mean']:.3f}% ± {100 * summary['sd']:.3f}% (n = {summary['n']})"
+    )
+    assert reference[2:4] == ["577,450", "45.2"]
+    assert reference[4] == f"{sum(r['wall_seconds'] for r in runs) / len(runs) / 60:.1f} min"
+    to_995 = [r["time_to_accuracy"]["seconds"]["0.995"] for r in runs]
+    assert reference[5] == f"{sum(to_995) / len(to_995) / 60:.1f} min"
+    ece = read_json(RESULTS / "calibration.json")["test"]
+    assert reference[9] == (
+        f"{100 * ece['uncalibrated']['ece']:.2f}% -> {100 * ece['calibrated']['ece']:.2f}%"
+    )
+    family_model = runs[0]["provenance"]["cpu"]["vendor_family_model_stepping"].split("/")[1:3]
+    assert reference[10] == "{} (family {} model {})".format(
+        runs[0]["provenance"]["cpu"]["model_name"], *family_model
+    )
+
+    assert rows["`robust` (results/robust/)"][1:] == [
+        "pending",
+        "577,450",
+        "45.2",
+        *["pending"] * 7,
+    ]
+    resnet = rows["`resnet20` (results/resnet20/)"]  # results, but no robustness/calibration
+    assert resnet[1] == reference[1] and resnet[2:4] == ["577,450", "45.2"]  # the recorded config
+    assert resnet[7:10] == ["not measured"] * 3
+    effnet = rows["`efficientnet_b0` (results/efficientnet_b0/)"]
+    assert effnet[1] == "pending" and effnet[2:4] == ["4,061,801", "16.7"]
+
+
+def test_architectures_table_marks_everything_pending_in_an_empty_root(tmp_path):
+    lines = architectures_table(tmp_path).splitlines()
+    assert len(lines) == 7
+    assert all(_cells(line)[1] == "pending" for line in lines[2:])

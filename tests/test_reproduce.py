@@ -435,6 +435,8 @@ def test_cli_check_passes_and_regenerates_the_readme(repro, run_cli, tmp_path):
     code, out, err = run_cli("reproduce", "--check", "--out", repro.out, "--readme", readme)
     assert code == 0, err
     lines = out.splitlines()
+    assert lines[0].startswith("this machine: ")  # the fingerprint the rules compare by
+    lines = lines[1:]
     assert lines[0] == f"checked {repro.out}/ against the MNIST test set ({N_TEST:,} images):"
     assert lines[1 : 1 + len(CHECKS)] == [f"  - {check}" for check in CHECKS]
     digest = repro.metrics["published"]["weights_digest"]
@@ -450,7 +452,8 @@ def test_cli_check_fails_with_exit_1_and_lists_the_problems(tampered, run_cli, t
     assert code == 1
     # what was verified and by which rule comes first, whatever the outcome; then one line per
     # problem: file, field, recorded, re-measured, difference, rule
-    assert out.startswith(f"checked {tampered}/ against") and "compared by these rules:" in out
+    assert out.splitlines()[1].startswith(f"checked {tampered}/ against")  # after the machine
+    assert "compared by these rules:" in out
     lines = out.splitlines()
     assert f"  - {tampered / 'predictions.png'}: missing" in lines
     edited = next(line for line in lines if "model.keras" in line and "test_accuracy" in line)
@@ -487,7 +490,25 @@ def test_cli_reproduces_the_robust_recipe_beside_the_reference(repro, run_cli, t
     assert sorted(p.name for p in runs.iterdir()) == ["reference-seed0"]  # its own runs folder
     code, stdout, err = run_cli("reproduce", "--check", "--recipe", "robust", "--out", out)
     assert code == 0, stdout + err
-    assert stdout.startswith(f"checked {out}/ against") and "robust over 1 seed" in stdout
+    assert stdout.splitlines()[1].startswith(f"checked {out}/ against")  # after the machine
+    assert "robust over 1 seed" in stdout
+
+
+def test_cli_reproduces_a_deep_recipe_without_the_notebooks_model(run_cli, tmp_path):
+    # resnet20's folder publishes its own seeds only: results/ holds the notebook's model.
+    out, runs = tmp_path / "results" / "resnet20", tmp_path / "runs"
+    argv = ["--recipe", "resnet20", "--seeds", "1", "--epochs", "1", "--train-subset", "256"]
+    code, stdout, err = run_cli("reproduce", *argv, "--out", out, "--runs-dir", runs)
+    assert code == 0, err
+    assert "notebook run" not in stdout and "run 1 of 1: resnet20-seed0" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["complete"] and metrics["pending"] == [] and metrics["seed_model"] is None
+    assert TrainConfig.from_dict(metrics["published"]["config"]).model == "resnet20"
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["resnet20-seed0.json"]
+    assert "| seed notebook's model | not trained with this recipe" in results_table(metrics)
+    code, stdout, err = run_cli("reproduce", "--check", "--recipe", "resnet20", "--out", out)
+    assert code == 0, stdout + err
+    assert "resnet20 over 1 seed" in stdout
 
 
 def test_readme_results_table_matches_the_published_metrics():

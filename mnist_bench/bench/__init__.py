@@ -81,7 +81,16 @@ from .report import (
     update_readme_performance,
     update_readme_summary,
 )
-from .suite import DEFAULT_OUT, FULL, QUICK, Sizes, ratios, run_benchmarks, write_benchmarks
+from .suite import (
+    BENCH_MODELS,
+    DEFAULT_OUT,
+    FULL,
+    QUICK,
+    Sizes,
+    ratios,
+    run_benchmarks,
+    write_benchmarks,
+)
 from .workloads import (
     INFERENCE_METHODS,
     PIPELINES,
@@ -99,6 +108,7 @@ from .workloads import (
 )
 
 __all__ = [
+    "BENCH_MODELS",
     "DEFAULT_OUT",
     "FULL",
     "INFERENCE_METHODS",

@@ -29,8 +29,9 @@ import tensorflow as tf
 
 from ..config import AUGMENT_ON_CHOICES, TrainConfig
 from ..data import MnistData
+from ..models import weights_digest
 from ..provenance import gpu_names
-from ..training import train, weights_digest
+from ..training import train
 from .core import device_name
 from .suite import _measure_group, ratios, run_benchmarks
 from .workloads import train_workload

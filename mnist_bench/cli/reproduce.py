@@ -9,8 +9,12 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..published import (
+    ARCHITECTURES_MARKERS,
+    DEFAULT_SEEDS,
+    NOTEBOOK_BESIDE,
     PUBLISHED_DIRS,
     README_MARKERS,
+    architectures_table,
     recipe_folder,
     recipe_folders,
     recipe_name,
@@ -89,7 +93,8 @@ class _RunClock:
     """Time left in `reproduce`, from the epochs timed so far in this process: each model's
     mean seconds per epoch times the epochs still to train (runs recorded earlier cost 0)."""
 
-    def __init__(self, epochs: dict[str, int]) -> None:
+    def __init__(self, main: str, epochs: dict[str, int]) -> None:
+        self.main = main  # the recipe's model: every later run is one of its seeds
         self.epochs = epochs  # model name -> epochs per run
         self.seconds: dict[str, list[float]] = {}
         self.model = ""
@@ -105,19 +110,24 @@ class _RunClock:
         self.done_in_run += 1
 
     def estimate(self) -> str:
-        timed = self.seconds.get(self.model) or self.seconds.get("reference")
+        timed = self.seconds.get(self.model) or self.seconds.get(self.main)
         if not timed:
             return "time left: estimated once an epoch is timed"
         per_epoch = sum(timed) / len(timed)
-        # The later runs are reference seeds; the notebook's model (trained second) is cheaper.
+        # The later runs are the recipe's seeds; the notebook's model (trained second) is cheaper.
         left = per_epoch * (self.epochs[self.model] - self.done_in_run)
-        left += per_epoch * self.epochs["reference"] * self.runs_after
+        left += per_epoch * self.epochs[self.main] * self.runs_after
         return f"about {_duration(left)} left at most (at {per_epoch:.0f} s per epoch)"
+
+
+def _write_architectures(page: str) -> None:
+    body = architectures_table("results")
+    _update_table(page, ARCHITECTURES_MARKERS, body, "architectures table")
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     _start_tensorflow()  # before importing .reproduction, which imports TensorFlow
-    from .._io import read_json
+    from .._io import read_json, read_marked
     from ..reproduction import (
         CHECKS,
         METRICS_FILE,
@@ -131,6 +141,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     )
 
     recipe = args.recipe or "reference"
+    seeds = args.seeds if args.seeds is not None else DEFAULT_SEEDS[recipe]
+    notebook = recipe in NOTEBOOK_BESIDE
     out = Path(args.out) if args.out else recipe_folder("results", recipe)
     # --check alone verifies every published recipe's folder under results/
     checked = [out] if args.out or args.recipe else list(recipe_folders("results").values())
@@ -141,17 +153,28 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         for path in replot(out, data=_common._load_data(args.data)):
             print(f"drew {path}")
         return EXIT_OK
+    if args.architectures:  # a page without the markers fails now, not after checking
+        read_marked(args.architectures, *ARCHITECTURES_MARKERS, "the architectures table")
+        if not args.check:  # no training: the table from what results/ holds
+            if args.merge or args.shard or args.readme:
+                raise CliError(
+                    "--architectures alone draws the table only: not with --merge, --shard or "
+                    "--readme (add --check to verify results/ first)"
+                )
+            _write_architectures(args.architectures)
+            return EXIT_OK
     if args.readme:
         check_readme(args.readme)  # a README without markers fails now, not after training
     if not args.check:
-        if args.seeds < 1:
-            raise CliError(f"--seeds must be >= 1, got {args.seeds}")
+        if seeds < 1:
+            raise CliError(f"--seeds must be >= 1, got {seeds}")
         smoke = {"epochs": args.epochs, "train_subset": args.train_subset}
         smoke = {field: value for field, value in smoke.items() if value is not None}
         config = TrainConfig.recipe(recipe, **smoke)
         seed_config = TrainConfig.recipe("seed", **smoke)
         print(f"{recipe} runs: {_config_line(config)}", flush=True)
-        print(f"notebook run: {_config_line(seed_config)}", flush=True)
+        if notebook:
+            print(f"notebook run: {_config_line(seed_config)}", flush=True)
     if args.variants:
         if not args.check:
             raise CliError("--variants runs --check under each kernel and thread setting: "
@@ -164,7 +187,13 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     data = _common._load_data(args.data)
     if args.merge:
         metrics = merge_results(
-            args.merge, out, seeds=args.seeds, data=data, config=config, seed_config=seed_config
+            args.merge,
+            out,
+            seeds=seeds,
+            data=data,
+            config=config,
+            seed_config=seed_config,
+            notebook_model=notebook,
         )
         if not metrics:
             raise CliError(f"no shard in {', '.join(args.merge)} holds the published seed's run")
@@ -200,14 +229,17 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             print("\n" + recipes_table("results"))
         metrics = read_json(checked[0] / METRICS_FILE)
         print("results verified")
+        if args.architectures:
+            _write_architectures(args.architectures)
     else:
         print(
-            f"{recipe} seeds 0..{args.seeds - 1} (published: seed 0, fixed before training) "
-            f"and the notebook's model, seed 0: runs in {runs_dir}/, results into {out}/"
+            f"{recipe} seeds 0..{seeds - 1} (published: seed 0, fixed before training)"
+            + (" and the notebook's model, seed 0" if notebook else "")
+            + f": runs in {runs_dir}/, results into {out}/"
             + (f"; shard {shard[0]}/{shard[1]}: every {shard[1]}th run" if shard else ""),
             flush=True,
         )
-        clock = _RunClock({"reference": config.epochs, "seed": seed_config.epochs})
+        clock = _RunClock(config.model, {config.model: config.epochs, "seed": seed_config.epochs})
 
         def on_run(k: int, n: int, run: str, recorded: bool) -> None:
             if recorded:
@@ -223,12 +255,13 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             _print_epoch(row)
 
         metrics = reproduce(
-            seeds=args.seeds,
+            seeds=seeds,
             data=data,
             out_dir=out,
             runs_dir=runs_dir,
             config=config,
             seed_config=seed_config,
+            notebook_model=notebook,
             shard=shard,
             progress=progress,
             on_run=on_run,
@@ -279,20 +312,27 @@ def _add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reproduce",
         help="train the published runs (several seeds) and write results/; or --check them",
-        description="Train a published recipe (--recipe: reference, the default, or robust) "
-        "for each seed and the seed notebook's model "
-        "(seed 0), each in its own folder under --runs-dir (resumable: kill and restart at "
-        "any time), then write metrics, histories, the published model (the first seed, fixed "
-        "before training) and its plots into --out. --check verifies --out without training.",
+        description="Train a published recipe (--recipe: reference, the default, robust, "
+        "resnet20 or efficientnet_b0) for each seed, and for reference and robust also the "
+        "seed notebook's model (seed 0), each in its own folder under --runs-dir (resumable: "
+        "kill and restart at any time), then write metrics, histories, the published model "
+        "(the first seed, fixed before training) and its plots into --out. --check verifies "
+        "--out without training.",
     )
     p.add_argument(
         "--recipe",
         choices=tuple(PUBLISHED_DIRS),
         default=None,
-        help="the published recipe to train or check: 'reference' (results/) or 'robust' "
-        "(results/robust/) (default: reference; --check alone checks both)",
+        help="the published recipe to train or check: 'reference' (results/), or 'robust', "
+        "'resnet20', 'efficientnet_b0' (results/<recipe>/) (default: reference; --check alone "
+        "checks every published folder)",
     )
-    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default: 5)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="seeds 0..N-1 (default: 5; 3 for resnet20 and efficientnet_b0)",
+    )
     p.add_argument(
         "--out", default=None, help="results folder (default: the recipe's, e.g. results)"
     )
@@ -325,6 +365,14 @@ def _add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="regenerate the results table between the markers in this file from "
         "--out/metrics.json; with --check, only once verified (default: none)",
+    )
+    p.add_argument(
+        "--architectures",
+        default=None,
+        metavar="FILE",
+        help="regenerate the architectures table between its markers in this file (e.g. "
+        "docs/architectures.md) from results/: alone, no training and no check; with --check, "
+        "once verified (default: none)",
     )
     p.add_argument("--epochs", type=int, default=None, help="smoke runs only: epochs (default: 30)")
     p.add_argument(

@@ -206,8 +206,10 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         choices=(*RECIPES, *RECIPE_ALIASES),
         default=None,
         help="the recipe (architecture and settings): 'reference' (published in results/), "
-        "'robust' (reference + intensity augmentation, results/robust/) or 'notebook' (alias "
-        "'seed': the original notebook project's CNN and settings) (default: reference)",
+        "'robust' (reference + intensity augmentation, results/robust/), 'notebook' (alias "
+        "'seed': the original notebook project's CNN and settings), or the deeper networks on "
+        "the reference protocol, 'resnet20' and 'efficientnet_b0' (docs/architectures.md) "
+        "(default: reference)",
     )
     p.add_argument(
         "--model-options",
