@@ -50,8 +50,7 @@ SEED_1EP_PINS = {  # machine fingerprint -> what that machine gives, exactly
     },
     # 2026-12-06, AMD EPYC Zen 3 with oneDNN on (mnist_bench's default since issue 14), run
     # twice: 97.72% (228 errors), test loss 0.0748.
-    "AMD EPYC | AuthenticAMD/25/1/1 | avx,avx2,fma | 2 cpus | gpu: none | tf 2.21.0"
-    " | onednn on": {
+    "AMD EPYC | AuthenticAMD/25/1/1 | avx,avx2,fma | 2 cpus | gpu: none | tf 2.21.0 | onednn on": {
         "test_accuracy": 0.9772,
         "weights_digest": "9e6034ccf5e08f4e8f581bd112785bb8dd44bf1cdef635c0e74345a538dc473a",
     },
