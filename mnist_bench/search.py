@@ -258,8 +258,9 @@ def open_study(
 ) -> optuna.Study:
     """Create study `name` in `storage`, or join it, with this worker's sampler.
 
-    The sampler is TPE (multi-objective TPE for two or more objectives), seeded with `worker`:
-    a worker's suggestions are a function of its index and the trials it sees. TPE rather
+    The sampler is TPE (multi-objective TPE for two or more objectives), seeded with `worker`
+    and the number of trials stored when it joins: a worker's suggestions are a function of
+    its index and the trials it sees, and a restarted worker does not repeat itself. TPE rather
     than NSGA-II because a trial costs minutes: NSGA-II wants generations of ~50 trials before
     it moves, TPE models every finished trial from its 10th on (random before).
     ``constant_liar`` lets workers running at once avoid proposing the same point.
@@ -270,17 +271,17 @@ def open_study(
     import optuna
 
     check_study_name(name)
-    with warnings.catch_warnings():  # constant_liar is "experimental"
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(seed=worker, constant_liar=True)
     directions = [OBJECTIVES[o] for o in settings["objectives"]]
     study = optuna.create_study(
-        study_name=name,
-        storage=storage,
-        sampler=sampler,
-        directions=directions,
-        load_if_exists=True,
+        study_name=name, storage=storage, directions=directions, load_if_exists=True
     )
+    # Seeded by the worker index AND the trials stored when it joins: a worker restarted on
+    # a study it already ran must not propose its first points again (a fresh RNG seeded by
+    # the index alone would repeat them).
+    with warnings.catch_warnings():  # constant_liar is "experimental"
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        seed = worker * 1_000_003 + len(study.trials)
+        study.sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     stored = study.user_attrs.get(SETTINGS_ATTR)
     if stored is None:
         study.set_user_attr(SETTINGS_ATTR, json.loads(json.dumps(settings)))

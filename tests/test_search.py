@@ -289,3 +289,20 @@ def test_a_worker_with_other_settings_cannot_join(tmp_path):
     assert code == 2 and "study name" in err
     code, _, err = _main("search", "--study", "none", "--report", "--storage", storage)
     assert code == 2 and "no study 'none'" in err
+
+
+def test_a_restarted_worker_does_not_repeat_its_first_suggestions(tmp_path):
+    """A worker that joins its own study again (killed, session over) is seeded anew by the
+    trials stored, not by its index alone, which would propose its first points again."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    settings = study_settings(["accuracy", "minutes"], TrainConfig.recipe("reference"), {})
+    base = TrainConfig.recipe("reference", validation="holdout")
+
+    def first_suggestion() -> TrainConfig:
+        study = open_study("again", storage, settings, worker=0)
+        trial = study.ask()
+        config = suggest_config(trial, base)
+        study.tell(trial, [0.99, 1.0])
+        return config
+
+    assert first_suggestion() != first_suggestion()
