@@ -37,6 +37,7 @@ ONE_EPOCH_THRESHOLD = 0.973
 PACKAGES = ("tensorflow", "keras", "numpy", "scipy", "scikit-learn", "scikit-image", "matplotlib",
             "pillow", "ai-edge-litert")  # fmt: skip
 README_MARKERS = ("<!-- versions-table -->", "<!-- /versions-table -->")
+STEPS = ("reproduce --check", "1-epoch training", "notebook (nbval)", "export + predict")
 _TAIL = 2_000  # characters of a failed step's output kept in the record
 
 
@@ -173,25 +174,37 @@ def write_compat(record: Mapping[str, Any], path: str | Path) -> Path:
     return Path(path)
 
 
+def _tf_version(record: Mapping[str, Any]) -> tuple[int, ...]:
+    return tuple(int(x) for x in record["versions"]["tensorflow"].split(".")[:3] if x.isdigit())
+
+
 def compat_table(results_dir: str | Path = "results") -> str:
-    """A Markdown table of every ``<results_dir>/compat/*.json``: one row per environment
-    (TensorFlow, Keras, numpy, Python; each step passed or not; the CPU it ran on)."""
-    records = {p.stem: read_json(p) for p in sorted(Path(results_dir, COMPAT_DIR).glob("*.json"))}
+    """A Markdown table of every ``<results_dir>/compat/*.json``, oldest TensorFlow first: one
+    row per environment (TensorFlow, Keras, numpy, Python; each step passed or not), then the
+    other versions of the oldest environment and the CPU the matrix ran on."""
+    from .provenance import cpu_label
+
+    paths = sorted(Path(results_dir, COMPAT_DIR).glob("*.json"))
+    records = dict(sorted(((p.stem, read_json(p)) for p in paths),
+                          key=lambda item: _tf_version(item[1])))  # fmt: skip
     if not records:
         raise ValueError(f"{Path(results_dir, COMPAT_DIR)}: no environment recorded yet; run "
                          "`tox -e tf-min,tf-mid,tf-latest`")  # fmt: skip
-    steps = list(next(iter(records.values()))["steps"])
+    steps = [s for s in STEPS if s in next(iter(records.values()))["steps"]]
     lines = ["| environment | TensorFlow | Keras | numpy | Python | " + " | ".join(steps) + " |",
              "| --- " * (5 + len(steps)) + "|"]  # fmt: skip
-    cpus = set()
     for env, record in records.items():
         v = record["versions"]
         cells = [f"`{env}`", v["tensorflow"], v["keras"], v["numpy"], v["python"]]
         cells += ["passed" if record["steps"][s]["passed"] else "**failed**" for s in steps]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-        cpus.add(record["provenance"]["cpu"]["model_name"])
-    lines += ["", f"Run by `tox -e {','.join(records)}` on {', '.join(sorted(cpus))}; "
-              "each row's steps: `mnist-bench reproduce --check`, a 1-epoch training of the "
-              f"notebook's model (>= {ONE_EPOCH_THRESHOLD:.1%}), the notebook under nbval, "
-              "`mnist-bench export` to LiteRT and `mnist-bench predict` with it."]  # fmt: skip
+    oldest_env, oldest = next(iter(records.items()))
+    others = ", ".join(f"{name} {oldest['versions'][name]}" for name in PACKAGES[3:-1]
+                       if oldest["versions"].get(name))  # fmt: skip
+    cpus = sorted({cpu_label(r["provenance"]["cpu"]) for r in records.values()})
+    held = f"`{oldest_env}` also holds {others}. " if others else ""
+    lines += ["", f"{held}Run by `tox -e {','.join(records)}` on "
+              f"{', '.join(cpus)}: `reproduce --check`, a 1-epoch training of the notebook's "
+              f"model (>= {ONE_EPOCH_THRESHOLD:.1%}), the notebook under nbval, a LiteRT export "
+              "and `predict` with it."]  # fmt: skip
     return "\n".join(lines)

@@ -13,6 +13,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,14 @@ def cpu_text(cpu: dict[str, Any]) -> str:
     """E.g. "Intel(R) Xeon(R) Processor (AVX-512, 2 CPUs)"."""
     isa = "AVX-512, " if "avx512f" in cpu.get("isa", []) else ""
     return f"{cpu['model_name']} ({isa}{cpu['affinity_cpus']} CPUs)"
+
+
+def cpu_label(cpu: Mapping[str, Any]) -> str:
+    """E.g. ``"AMD EPYC (family 25 model 17)"``: the model name alone does not tell an AMD
+    Zen 3 from a Zen 4, whose kernels (and times) differ."""
+    parts = (cpu.get("vendor_family_model_stepping") or "?/?/?/?").split("/")
+    family, model = [*parts, "?", "?"][1:3]
+    return f"{cpu['model_name']} (family {family} model {model})"
 
 
 def machine_fingerprint() -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from ._io import read_json
 from .config import RECIPES, TrainConfig
+from .provenance import cpu_label
 
 # Each published recipe's folder, relative to the results root ("." is the root itself).
 PUBLISHED_DIRS = {
@@ -105,20 +106,13 @@ def _minutes(seconds: float | None) -> str:
     return "not reached" if seconds is None else f"{seconds / 60:.1f} min"
 
 
-def _cpu_name(cpu: Mapping[str, Any]) -> str:
-    """``"AMD EPYC (family 25 model 17)"``: the model name alone does not tell Zen 3 from
-    Zen 4."""
-    _, family, model, _ = (cpu.get("vendor_family_model_stepping") or "?/?/?/?").split("/")
-    return f"{cpu['model_name']} (family {family} model {model})"
-
-
 def _time_cells(metrics: Mapping[str, Any]) -> list[str]:
     """Mean wall time per run and the published run's time to 99.5% / 99.7% test accuracy
     (cumulative epoch seconds, from its recorded history), with the CPU they were timed on:
     times compare only on one CPU."""
     runs = metrics["runs"]
     mean = sum(run["wall_seconds"] for run in runs) / len(runs)
-    cpus = sorted({_cpu_name(run["provenance"]["cpu"]) for run in runs})
+    cpus = sorted({cpu_label(run["provenance"]["cpu"]) for run in runs})
     tta = runs[0]["time_to_accuracy"]["seconds"] or {}
     reach = " / ".join(_minutes(tta.get(key)) for key in ("0.995", "0.997"))
     return [f"{mean / 60:.1f} min", reach, ", ".join(cpus)]
@@ -174,7 +168,7 @@ def _machine_text(runs: list[dict[str, Any]]) -> str:
     for run in runs:
         prov = run["provenance"]
         gpus = ", ".join(prov.get("gpus") or [])
-        text = _cpu_name(prov["cpu"]) + (f" + {gpus}" if gpus else "")
+        text = cpu_label(prov["cpu"]) + (f" + {gpus}" if gpus else "")
         if text not in machines:
             machines.append(text)
     return "; ".join(machines)

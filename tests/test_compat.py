@@ -40,11 +40,10 @@ def test_table_has_a_row_per_environment_and_marks_failures(tmp_path):
     write_json(tmp_path / COMPAT_DIR / "tf-latest.json", _record("2.21.0", "2.4.6"))
     table = compat_table(tmp_path).splitlines()
     assert table[0].startswith("| environment | TensorFlow | Keras | numpy | Python |")
-    assert (
-        table[2]
-        == "| `tf-latest` | 2.21.0 | 3.15.1 | 2.4.6 | 3.11.7 | " + " | ".join(["passed"] * 4) + " |"
-    )
-    assert "**failed**" in table[3] and "on AMD EPYC" in table[-1]
+    assert "**failed**" in table[2]  # the oldest TensorFlow first
+    passed = " | ".join(["passed"] * 4)
+    assert table[3] == f"| `tf-latest` | 2.21.0 | 3.15.1 | 2.4.6 | 3.11.7 | {passed} |"
+    assert "on AMD EPYC (family ? model ?)" in table[-1]
     assert f">= {ONE_EPOCH_THRESHOLD:.1%}" in table[-1]
     with pytest.raises(ValueError, match="no environment recorded yet"):
         compat_table(tmp_path / "empty")

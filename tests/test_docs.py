@@ -14,6 +14,8 @@ import pytest
 from mnist_bench._io import read_json
 from mnist_bench.cli import CALIBRATION_MARKERS, ROBUSTNESS_MARKERS
 from mnist_bench.cli.robustness import _calibration_body, _robustness_body
+from mnist_bench.compat import README_MARKERS as VERSIONS_MARKERS
+from mnist_bench.compat import compat_table
 from mnist_bench.export import EXPORT_TABLE_MARKERS, export_table
 from mnist_bench.export_bench import INFERENCE_TABLE_MARKERS, inference_table
 from mnist_bench.published import ARCHITECTURES_MARKERS, architectures_table, recipes_table
@@ -44,6 +46,8 @@ TABLES = {
                        "mnist-bench reproduce --check --recipe robust --readme docs/robustness.md"),
     "architectures": ("docs/architectures.md", ARCHITECTURES_MARKERS, architectures_table,
                       "mnist-bench reproduce --architectures docs/architectures.md"),
+    "versions": ("README.md", VERSIONS_MARKERS, compat_table,
+                 "tox -e tf-min,tf-mid,tf-latest; mnist-bench compat --report --readme README.md"),
     "export-readme": ("README.md", EXPORT_TABLE_MARKERS, _from(export_table, "export.json"),
                       "mnist-bench export --report --readme README.md"),
     "export-docs": ("docs/serving.md", EXPORT_TABLE_MARKERS, _from(export_table, "export.json"),
