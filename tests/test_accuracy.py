@@ -22,10 +22,15 @@ import pytest
 
 from mnist_bench import TrainConfig, evaluate, load_model, train, weights_digest
 from mnist_bench.provenance import fingerprints_match, machine_fingerprint
-from mnist_bench.published import PUBLISHED_DIRS, recipe_folder
+from mnist_bench.published import PUBLISHED_DIRS, recipe_folder, recipe_folders
 from mnist_bench.reproduction import check_results
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
+# The recipes whose folder holds results: reference and robust always (a missing folder fails),
+# the deeper networks once their runs are recorded (docs/architectures.md shows them pending).
+PUBLISHED = sorted(
+    {"reference", "robust", *recipe_folders(RESULTS)}, key=list(PUBLISHED_DIRS).index
+)
 PUBLISHED_TARGET = 0.9970  # the project's claim: >= 99.70% final-epoch test accuracy
 
 # Seed model, 1 epoch, seed 0, full training set, pinned per machine fingerprint with
@@ -127,7 +132,7 @@ def test_published_h5_and_keras_hold_the_published_weights(published):
     assert weights_digest(h5_model) == published["published"]["weights_digest"]
 
 
-@pytest.mark.parametrize("recipe", list(PUBLISHED_DIRS))
+@pytest.mark.parametrize("recipe", PUBLISHED)
 def test_committed_results_pass_the_reproduce_check(recipe, published, mnist):
     # results/ (reference) and results/robust/ (robust), each with its robustness and
     # calibration files: what `mnist-bench reproduce --check` verifies

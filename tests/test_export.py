@@ -226,6 +226,7 @@ def test_cli_predict_accepts_a_litert_file(litert_file, mnist, tmp_path, capsys)
     path = tmp_path / "digit.png"
     Image.fromarray(255 - np.kron(mnist.x_test[0], np.ones((8, 8), np.uint8))).save(path)
     assert main(["predict", str(litert_file), str(path)]) == 0
-    header, row = capsys.readouterr().out.splitlines()
+    model_line, header, row = capsys.readouterr().out.splitlines()
+    assert model_line.startswith(f"model: {litert_file}: ")
     assert header.split() == ["file", "digit", "probability"]
     assert row.split()[:2] == [str(path), str(mnist.y_test[0])]

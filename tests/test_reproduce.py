@@ -494,6 +494,7 @@ def test_cli_reproduces_the_robust_recipe_beside_the_reference(repro, run_cli, t
     assert "robust over 1 seed" in stdout
 
 
+@pytest.mark.slow  # a ResNet-20 training (35 s of the fast tier's 5 minutes on a Zen 3)
 def test_cli_reproduces_a_deep_recipe_without_the_notebooks_model(run_cli, tmp_path):
     # resnet20's folder publishes its own seeds only: results/ holds the notebook's model.
     out, runs = tmp_path / "results" / "resnet20", tmp_path / "runs"
