@@ -43,8 +43,20 @@ def tiny_config(**changes) -> TrainConfig:
     return TrainConfig.recipe("reference", **{**TINY, **changes})
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _small_plot_grids():
+    """A tiny run misclassifies thousands of test digits, and misclassified.png draws one axes
+    per digit up to plots.MAX_GRID_IMAGES (1,000): most of each train() call's time. Every
+    figure is still drawn by the real code, with a smaller grid."""
+    from mnist_bench import plots
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plots, "MAX_GRID_IMAGES", 20)  # as conftest's tiny_run
+        yield
+
+
 @pytest.fixture(scope="module")
-def tiny_run(mnist):
+def tiny_run(mnist, _small_plot_grids):
     """One uninterrupted tiny reference run, the yardstick for the determinism tests."""
     return train(tiny_config(seed=0), mnist)
 
