@@ -312,10 +312,13 @@ def objective_values(record: Mapping[str, Any], objectives: Sequence[str]) -> tu
 
 
 def device_text(provenance: Mapping[str, Any]) -> str:
-    """Where a run trained, from its provenance: its GPUs, else "CPU model (N CPUs)"."""
+    """Where a run trained, from its provenance: its GPUs, else "CPU model (family F model M,
+    N CPUs)" (the model name alone does not tell an AMD Zen 3 from a Zen 4)."""
+    from .provenance import cpu_label
+
     cpu = provenance["cpu"]
     return ", ".join(provenance.get("gpus") or []) or (
-        f"{cpu['model_name']} ({cpu.get('affinity_cpus')} CPUs)"
+        f"{cpu_label(cpu)[:-1]}, {cpu.get('affinity_cpus')} CPUs)"
     )
 
 

@@ -75,7 +75,7 @@ def study_summary(study: optuna.Study, results_dir: str | Path = "results") -> d
                 TrainConfig.from_dict(t.user_attrs["config"]).to_dict(), reference
             ),
             "mflops": t.user_attrs["mflops"],
-            "device": t.user_attrs["device"],
+            "device": _device(t.user_attrs, results_dir),
             "record": t.user_attrs["record"],
         }
         for t in complete
@@ -87,6 +87,13 @@ def study_summary(study: optuna.Study, results_dir: str | Path = "results") -> d
         "trials": rows,
         "reference_runs": reference_runs(results_dir),
     }
+
+
+def _device(attrs: Mapping[str, Any], results_dir: str | Path) -> str:
+    """The device of a trial from its holdout record's provenance (what the record says now),
+    else what the worker stored."""
+    record = Path(results_dir) / "holdout" / f"{attrs['record']}.json"
+    return device_text(read_json(record)["provenance"]) if record.is_file() else attrs["device"]
 
 
 def summary_path(study: str, results_dir: str | Path = "results") -> Path:

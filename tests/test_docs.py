@@ -21,6 +21,8 @@ from mnist_bench.export_bench import INFERENCE_TABLE_MARKERS, inference_table
 from mnist_bench.published import ARCHITECTURES_MARKERS, architectures_table, recipes_table
 from mnist_bench.published import README_MARKERS as RECIPES_MARKERS
 from mnist_bench.reproduction import README_BEGIN, README_END, results_table
+from mnist_bench.search_report import README_MARKERS as SEARCH_MARKERS
+from mnist_bench.search_report import search_table
 from mnist_bench.serving.load import SERVE_LOAD_TABLE_MARKERS, serve_load_table
 from mnist_bench.transfer_experiment import TABLE_MARKERS as TRANSFER_MARKERS
 from mnist_bench.transfer_experiment import transfer_table
@@ -48,6 +50,8 @@ TABLES = {
                       "mnist-bench reproduce --architectures docs/architectures.md"),
     "versions": ("README.md", VERSIONS_MARKERS, compat_table,
                  "tox -e tf-min,tf-mid,tf-latest; mnist-bench compat --report --readme README.md"),
+    "search": ("docs/recipe.md", SEARCH_MARKERS, _from(search_table, "search/fast.json"),
+               "mnist-bench search --study fast --report --readme docs/recipe.md"),
     "export-readme": ("README.md", EXPORT_TABLE_MARKERS, _from(export_table, "export.json"),
                       "mnist-bench export --report --readme README.md"),
     "export-docs": ("docs/serving.md", EXPORT_TABLE_MARKERS, _from(export_table, "export.json"),
