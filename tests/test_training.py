@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mnist_bench import TrainConfig, load_model, train, weights_digest
+from mnist_bench import MnistData, TrainConfig, load_model, train, weights_digest
 from mnist_bench.training import (
     CHECKPOINT_FILE,
     WeightAverage,
@@ -55,6 +57,19 @@ def _small_plot_grids():
         yield
 
 
+# Every train() scores its model on the test set; on all 10,000 digits that was a third of a
+# tiny run's time. What this file checks (bits, resume, refusals, files) holds on any test
+# set, so its runs score on the first 1,000 digits (test_accuracy.py scores full runs).
+TEST_DIGITS = 1_000
+
+
+@pytest.fixture(scope="module")
+def mnist(mnist: MnistData) -> MnistData:
+    """The real MNIST, its test set cut to the first `TEST_DIGITS` digits."""
+    return MnistData(mnist.x_train, mnist.y_train, mnist.x_test[:TEST_DIGITS],
+                     mnist.y_test[:TEST_DIGITS])  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def tiny_run(mnist, _small_plot_grids):
     """One uninterrupted tiny reference run, the yardstick for the determinism tests."""
@@ -65,9 +80,28 @@ PLAIN = dict(seed=0, recalibrate_batch_norm=False)  # the recipe's final step of
 
 
 @pytest.fixture(scope="module")
-def uncalibrated_run(mnist):
-    """`tiny_run` without its batch-norm recalibration: the same training, other end."""
-    return train(tiny_config(**PLAIN), mnist)
+def uncalibrated_run(mnist, tmp_path_factory):
+    """`tiny_run` without its batch-norm recalibration: the same training, other end. Its
+    folder is read-only: tests that train into it work on a copy (`copy_of`)."""
+    return train(tiny_config(**PLAIN), mnist, tmp_path_factory.mktemp("uncalibrated"))
+
+
+@pytest.fixture(scope="module")
+def one_epoch_folder(mnist, tmp_path_factory) -> Path:
+    """A finished 1-epoch run without recalibration. Read-only: use `copy_of`."""
+    folder = tmp_path_factory.mktemp("one_epoch")
+    train(tiny_config(epochs=1, **PLAIN), mnist, folder)
+    return folder
+
+
+def copy_of(folder: Path) -> Path:
+    """A fresh copy of a run folder, for a test to train into, break or resume."""
+    target = folder.with_name(f"{folder.name}-copy")
+    n = 0
+    while target.exists():
+        n += 1
+        target = folder.with_name(f"{folder.name}-copy{n}")
+    return Path(shutil.copytree(folder, target))
 
 
 # -- determinism --------------------------------------------------------------------------
@@ -130,19 +164,20 @@ def test_resumed_run_equals_uninterrupted_run(tiny_run, mnist, tmp_path):
             assert row_resumed[key] == row_straight[key], key
 
 
-def test_finished_run_is_not_retrained(mnist, tmp_path):
-    config = tiny_config(epochs=1)
-    first = train(config, mnist, tmp_path)
+def test_finished_run_is_not_retrained(mnist, one_epoch_folder):
+    folder = copy_of(one_epoch_folder)
+    first = json.loads((folder / "metrics.json").read_text())
     epochs_run = []
-    second = train(config, mnist, tmp_path, progress=lambda row: epochs_run.append(row))
+    second = train(tiny_config(epochs=1, **PLAIN), mnist, folder, progress=epochs_run.append)
     assert epochs_run == []
-    assert second.metrics["weights_digest"] == first.metrics["weights_digest"]
+    assert second.metrics["weights_digest"] == first["weights_digest"]
+    assert weights_digest(second.model) == first["weights_digest"]
 
 
-def test_folder_of_another_config_is_refused(mnist, tmp_path):
-    train(tiny_config(epochs=1), mnist, tmp_path)
+def test_folder_of_another_config_is_refused(mnist, one_epoch_folder):
+    folder = copy_of(one_epoch_folder)
     with pytest.raises(ValueError, match=r"config\.json: this folder holds a run with a different"):
-        train(tiny_config(epochs=1, seed=5), mnist, tmp_path)
+        train(tiny_config(epochs=1, seed=5), mnist, folder)
 
 
 def test_corrupt_checkpoint_is_reported(mnist, tmp_path):
@@ -259,26 +294,26 @@ def test_recalibration_changes_only_what_happens_after_the_last_epoch(uncalibrat
 
 
 def test_a_run_differing_only_after_its_last_epoch_is_finished_from_its_checkpoint(
-    tiny_run, mnist, tmp_path
+    tiny_run, mnist, uncalibrated_run
 ):
-    train(tiny_config(**PLAIN), mnist, tmp_path)
+    folder = copy_of(uncalibrated_run.out_dir)  # a finished run with recalibration off
     epochs_run = []
-    finished = train(tiny_config(seed=0), mnist, tmp_path, progress=epochs_run.append)
+    finished = train(tiny_config(seed=0), mnist, folder, progress=epochs_run.append)
     assert epochs_run == []  # nothing retrained: the checkpoint is that training's end
     assert finished.metrics["weights_digest"] == tiny_run.metrics["weights_digest"]
-    assert TrainConfig.from_json(tmp_path / "config.json") == tiny_config(seed=0)
-    assert weights_digest(load_model(tmp_path)) == tiny_run.metrics["weights_digest"]
+    assert TrainConfig.from_json(folder / "config.json") == tiny_config(seed=0)
+    assert weights_digest(load_model(folder)) == tiny_run.metrics["weights_digest"]
     with pytest.raises(ValueError, match="holds a run with a different config"):
-        train(tiny_config(seed=0, label_smoothing=0.0), mnist, tmp_path)  # a training field
+        train(tiny_config(seed=0, label_smoothing=0.0), mnist, folder)  # a training field
 
 
-def test_finishing_from_a_bad_checkpoint_changes_nothing_in_the_folder(mnist, tmp_path):
-    train(tiny_config(epochs=1, **PLAIN), mnist, tmp_path)
-    (tmp_path / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+def test_finishing_from_a_bad_checkpoint_changes_nothing_in_the_folder(mnist, one_epoch_folder):
+    folder = copy_of(one_epoch_folder)  # recalibration off: finishing would recalibrate
+    (folder / CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
     with pytest.raises(ValueError, match=r"checkpoint\.npz: unreadable or incompatible"):
-        train(tiny_config(epochs=1, seed=0), mnist, tmp_path)
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+        train(tiny_config(epochs=1, seed=0), mnist, folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
 def _model_with_batch_norm_after_dropout():
@@ -326,8 +361,9 @@ def test_a_model_without_batch_norm_is_left_alone(small_xy):
 # -- outputs ------------------------------------------------------------------------------
 
 
-def test_run_folder_holds_everything(mnist, tmp_path):
-    result = train(tiny_config(epochs=1, seed=3), mnist, tmp_path)
+def test_run_folder_holds_everything(mnist, one_epoch_folder):
+    tmp_path = copy_of(one_epoch_folder)
+    result = train(tiny_config(epochs=1, **PLAIN), mnist, tmp_path)  # read back, not retrained
     expected = {
         "network_for_mnist.h5", "model.keras", "config.json", "history.json", "metrics.json",
         "loss_curves.png", "confusion_matrix.png", "predictions.png", "misclassified.png",
@@ -593,12 +629,11 @@ def test_elastic_images_stay_images_and_differ_from_affine_only(small_xy, seed):
     assert np.abs(out - affine_only).mean() > 0.01  # the elastic part does something
 
 
-def test_finished_run_without_checkpoint_is_refused(mnist, tmp_path):
-    config = tiny_config(epochs=1)
-    train(config, mnist, tmp_path)
-    (tmp_path / CHECKPOINT_FILE).unlink()
+def test_finished_run_without_checkpoint_is_refused(mnist, one_epoch_folder):
+    folder = copy_of(one_epoch_folder)
+    (folder / CHECKPOINT_FILE).unlink()
     with pytest.raises(ValueError, match=r"metrics\.json: the run is finished but checkpoint"):
-        train(config, mnist, tmp_path)
+        train(tiny_config(epochs=1, **PLAIN), mnist, folder)
 
 
 # -- distribution -------------------------------------------------------------------------
