@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -339,11 +340,17 @@ def run_trial(
     (its run folder is resumed), else its own. The test set is never read.
     """
     import keras
+    import optuna
 
     from .robustness import HOLDOUT_ROBUSTNESS_FILE, holdout_robustness, write_robustness
     from .training import train
 
     study = trial.study.study_name
+    earlier = earlier_retry(trial.study, trial.number)
+    if earlier is not None:
+        raise optuna.TrialPruned(
+            f"trial {trial.number} skipped: trial {earlier} already retries the same killed trial"
+        )
     number = int(trial.user_attrs.get(RUN_ATTR, trial.number))  # a retry inherits it
     trial.set_user_attr(RUN_ATTR, number)
     config = suggest_config(trial, base, fixed)
@@ -376,6 +383,26 @@ def run_trial(
     return objective_values(record, objectives)
 
 
+def earlier_retry(study: optuna.Study, number: int) -> int | None:
+    """The number of another trial retrying the killed trial that trial `number` retries, when
+    one was created before it; None when `number` is no retry, or the first of its kind.
+
+    Over SQLite (no row locks) two workers starting at once can both fail the same stale
+    trial, and each queues a retry: two trainings into one run folder. The first retry runs;
+    `run_trial` skips the later ones (PRUNED), never training.
+    """
+    trials = study.get_trials(deepcopy=False)
+
+    def retried(trial: optuna.trial.FrozenTrial) -> int | None:  # the trial it retries
+        history = trial.system_attrs.get("retry_history")
+        return history[-1] if history else None
+
+    mine = next((retried(t) for t in trials if t.number == number), None)
+    if mine is None:
+        return None
+    return next((t.number for t in trials if t.number < number and retried(t) == mine), None)
+
+
 def run_search(
     study: optuna.Study,
     objective: Callable[[optuna.Trial], tuple[float, ...]],
@@ -384,9 +411,23 @@ def run_search(
     timeout: float | None = None,
     on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
 ) -> None:
-    """Run up to `n_trials` trials of `objective` in this process (other workers add theirs)
-    or until `timeout` seconds have passed; `on_trial(frozen_trial)` after each one."""
-    callbacks = None if on_trial is None else [lambda _study, frozen: on_trial(frozen)]
-    study.optimize(
-        objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks, gc_after_trial=True
-    )
+    """Run `n_trials` trials of `objective` in this process (other workers add theirs), or
+    until `timeout` seconds have passed; `on_trial(frozen_trial)` after each one. A duplicate
+    retry that `run_trial` skipped (`earlier_retry`) does not count as one of the `n_trials`."""
+    import optuna
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    finished: list[optuna.trial.FrozenTrial] = []  # this worker's trials, in order
+    done = 0
+    while n_trials is None or done < n_trials:
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        study.optimize(
+            objective,
+            n_trials=1,
+            callbacks=[lambda _study, frozen: finished.append(frozen)],
+            gc_after_trial=True,
+        )
+        if on_trial is not None:
+            on_trial(finished[-1])
+        done += finished[-1].state != optuna.trial.TrialState.PRUNED
