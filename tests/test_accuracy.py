@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_bench import TrainConfig, evaluate, load_model, train, weights_digest
+from mnist_bench import TrainConfig, load_model, train, weights_digest
 from mnist_bench.provenance import fingerprints_match, machine_fingerprint
 from mnist_bench.published import PUBLISHED_DIRS, recipe_folder, recipe_folders
 from mnist_bench.reproduction import check_results
@@ -105,17 +105,10 @@ def published() -> dict:
     return json.loads(path.read_text())
 
 
-@pytest.fixture(scope="module")
-def published_report(published, mnist):
-    return evaluate(load_model(RESULTS / "model.keras"), mnist)
-
-
-def test_published_model_reaches_exactly_its_stated_accuracy(published, published_report):
-    assert published_report.accuracy == published["published"]["test_accuracy"]
-    assert published_report.n_errors == published["published"]["test_errors"]
-
-
-def test_published_model_reaches_the_target(published, published_report, request):
+# The published model's accuracy and errors re-measured on the 10k test images equal those
+# metrics.json records, exactly: test_committed_results_pass_the_reproduce_check below. So
+# the recorded number is the model's, and the target is checked on it.
+def test_published_model_reaches_the_target(published, request):
     target = published["targets"]["published"]
     if not target["met"]:
         # results/ honestly records a published model below the target (issue 6: publish
@@ -126,7 +119,7 @@ def test_published_model_reaches_the_target(published, published_report, request
             strict=True,
             reason=f"results/metrics.json records {target['value']:.2%} < {PUBLISHED_TARGET:.2%}",
         ))  # fmt: skip
-    assert published_report.accuracy >= PUBLISHED_TARGET
+    assert published["published"]["test_accuracy"] >= PUBLISHED_TARGET
 
 
 def test_published_h5_and_keras_hold_the_published_weights(published):
