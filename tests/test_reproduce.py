@@ -568,8 +568,10 @@ SHARDED = {
 
 @pytest.mark.parametrize(
     "n_seeds",
-    # Two seeds: the whole run is the module's own, so only the shards train (fast tier).
-    # Four (two shards of two seeds each, issue 14's case): two more runs, the slow tier.
+    # Two seeds: the whole run is the module's own, and the shards find its finished runs in
+    # their runs folder and read them back (fast tier: what is tested is the split and the
+    # merge; a run's bits, trained or resumed, are test_training's). Four (two shards of two
+    # seeds each, issue 14's case): two runs more, trained, the slow tier.
     [2, pytest.param(4, marks=pytest.mark.slow)],
 )
 def test_two_shards_merge_into_the_results_of_one_run(
@@ -584,9 +586,10 @@ def test_two_shards_merge_into_the_results_of_one_run(
     # Two shards, each into its own folder, as a job array's tasks on two machines would.
     trained = {}
     for k in (1, 2):
-        out = tmp_path / f"shard{k}"
+        out, runs = tmp_path / f"shard{k}", tmp_path / f"r{k}"
+        shutil.copytree(repro.runs, runs)  # the finished runs a resumed job array would find
         code, stdout, err = run_cli(
-            "reproduce", *smoke, "--shard", f"{k}/2", "--out", out, "--runs-dir", tmp_path / f"r{k}"
+            "reproduce", *smoke, "--shard", f"{k}/2", "--out", out, "--runs-dir", runs
         )
         assert code == 0, err
         trained[k] = sorted(p.stem for p in (out / "runs").glob("*.json"))
