@@ -48,7 +48,10 @@ def pytest_configure(config: pytest.Config) -> None:
     """Import TensorFlow once with its C++ start-up lines (CUDA stubs, cuInit on a CPU
     machine) filtered out of the test output; anything else it writes still shows.
     TF_CPP_MIN_LOG_LEVEL set in-process does not silence them (only one set before Python
-    starts does), hence the filter."""
+    starts does), hence the filter. Under pytest-xdist, keep `LONGEST_FILES_FIRST`'s order
+    (xdist would reorder files by their number of tests: `--no-loadscope-reorder`)."""
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist is installed
+        config.option.loadscopereorder = False
     for line in start_tensorflow():
         print(line, file=sys.stderr)
 
@@ -70,8 +73,8 @@ def encode_idx() -> Callable[[np.ndarray], bytes]:
 # pytest-xdist (`-n 2 --dist loadfile`) hands whole files to the workers in collection order,
 # each worker taking the next file when it is nearly done. The longest files go first, so the
 # run does not end with one worker on a long file while the other has nothing left (longest
-# processing time first; `--no-loadscope-reorder` in pyproject.toml keeps this order instead
-# of xdist's, by number of tests). Seconds per file under `-n 2` on the 2-core Zen 3, most to
+# processing time first; `pytest_configure` keeps this order instead of xdist's, by number of
+# tests). Seconds per file under `-n 2` on the 2-core Zen 3, most to
 # least; the other files follow in their usual order. Order only: no test changes.
 LONGEST_FILES_FIRST = (
     "test_reproduce.py",  # ~100 s
