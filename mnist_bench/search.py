@@ -128,7 +128,7 @@ def suggest_config(
             "convs_per_stage": _ints(convs),
             "widths": _ints(widths),
             "dense_units": dense,
-            "dropout": dropout,
+            "dropout": round(dropout, 6),  # Optuna's steps of 0.05 come as 0.15000000000000002
         },
         epochs=epochs,
         batch_size=batch,
