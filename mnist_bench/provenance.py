@@ -64,12 +64,13 @@ def cpu_text(cpu: dict[str, Any]) -> str:
     return f"{cpu['model_name']} ({isa}{cpu['affinity_cpus']} CPUs)"
 
 
-def cpu_label(cpu: Mapping[str, Any]) -> str:
+def cpu_label(cpu: Mapping[str, Any], more: str = "") -> str:
     """E.g. ``"AMD EPYC (family 25 model 17)"``: the model name alone does not tell an AMD
-    Zen 3 from a Zen 4, whose kernels (and times) differ."""
+    Zen 3 from a Zen 4, whose kernels (and times) differ. `more` goes inside the brackets,
+    after the model: ``more=", 2 CPUs"`` gives ``"AMD EPYC (family 25 model 17, 2 CPUs)"``."""
     parts = (cpu.get("vendor_family_model_stepping") or "?/?/?/?").split("/")
     family, model = [*parts, "?", "?"][1:3]
-    return f"{cpu['model_name']} (family {family} model {model})"
+    return f"{cpu['model_name']} (family {family} model {model}{more})"
 
 
 def machine_fingerprint() -> str:

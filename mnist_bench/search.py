@@ -319,7 +319,7 @@ def device_text(provenance: Mapping[str, Any]) -> str:
 
     cpu = provenance["cpu"]
     return ", ".join(provenance.get("gpus") or []) or (
-        f"{cpu_label(cpu)[:-1]}, {cpu.get('affinity_cpus')} CPUs)"
+        cpu_label(cpu, more=f", {cpu.get('affinity_cpus')} CPUs")
     )
 
 
