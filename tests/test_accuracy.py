@@ -66,6 +66,13 @@ SEED_1EP_PINS = {  # machine fingerprint -> what that machine gives, exactly
         "test_accuracy": 0.9783,
         "weights_digest": "52556c065839deb7501db794446a58aa28f6c4f0ce0e4083e56d9dfd1068b558",
     },
+    # 2026-12-07, AMD EPYC Zen 5 (family 26 model 2, AVX-512 with BF16, oneDNN on), run
+    # twice: again the Zen 4 / Xeon bits (oneDNN's AVX-512 kernels).
+    "AMD EPYC | AuthenticAMD/26/2/1 | avx,avx2,avx512_bf16,avx512_vnni,avx512f,fma | 2 cpus"
+    " | gpu: none | tf 2.21.0 | onednn on": {
+        "test_accuracy": 0.9783,
+        "weights_digest": "52556c065839deb7501db794446a58aa28f6c4f0ce0e4083e56d9dfd1068b558",
+    },
 }
 
 
