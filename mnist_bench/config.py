@@ -2,9 +2,9 @@
 
 The recipes: `TrainConfig.recipe("seed")` (the seed notebook, faithfully),
 `TrainConfig.recipe("reference")` (the recipe this project publishes), `"robust"` (reference
-plus robustness), and the deeper networks on the reference protocol, `"resnet20"` and
-`"efficientnet_b0"`. Every field is validated
-in `__post_init__`; a typo in a JSON file or a keyword is an error, never silently ignored.
+plus robustness), `"fast"` (time to 99.7%, found by the search), and the deeper networks on
+the reference protocol, `"resnet20"` and `"efficientnet_b0"`. Every field is validated in
+`__post_init__`; a typo in a JSON file or a keyword is an error, never silently ignored.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ class TrainConfig:
     @classmethod
     def recipe(cls, name: str, **overrides: Any) -> TrainConfig:
         """The recipe `name` (one of `RECIPES`: "seed", alias "notebook", "reference",
-        "robust", "resnet20", "efficientnet_b0"), with fields overridden.
+        "robust", "fast", "resnet20", "efficientnet_b0"), with fields overridden.
 
         Raises ``ValueError`` for an unknown recipe or field.
         """
@@ -243,6 +243,27 @@ RECIPES["robust"] = dict(
     contrast=0.7,
     noise_std=0.15,
     erasing=0.25,
+)
+
+# The fast recipe (issue #22: time to 99.7%): the Pareto front of the Optuna study `fast`
+# (docs/recipe.md, "Searching with Optuna") scored on the holdout, seed 0; the fastest point
+# on it that reached the 99.70% target there (search trial 4, 99.70% holdout in 18 epochs).
+# Against the reference: one convolution in the second stage, 18 epochs, batch 512, peak
+# rate 1.9e-3 without warm-up, light dropout, augmentation on the device, weight averaging.
+RECIPES["fast"] = dict(
+    RECIPES["reference"],
+    model_options={
+        "convs_per_stage": [1, 1, 2],
+        "widths": [32, 64, 128],
+        "dense_units": 256,
+        "dropout": 0.1,
+    },
+    epochs=18,
+    batch_size=512,
+    learning_rate=1.9e-3,
+    warmup_epochs=0.0,
+    augment_on="device",
+    weight_averaging=0.99,
 )
 
 

@@ -24,6 +24,7 @@ from .provenance import cpu_label
 PUBLISHED_DIRS = {
     "reference": ".",
     "robust": "robust",
+    "fast": "fast",
     "resnet20": "resnet20",
     "efficientnet_b0": "efficientnet_b0",
 }
@@ -34,7 +35,7 @@ PUBLISHED_DIRS = {
 NOTEBOOK_BESIDE = ("reference", "robust")
 # Seeds a reproduction trains by default: 5 for the small CNNs; 3 for the deeper networks,
 # whose 30-epoch runs take hours on a CPU (issue #21: 3 seeds, 2 where a run passes 90 min).
-DEFAULT_SEEDS = {"reference": 5, "robust": 5, "resnet20": 3, "efficientnet_b0": 3}
+DEFAULT_SEEDS = {"reference": 5, "robust": 5, "fast": 5, "resnet20": 3, "efficientnet_b0": 3}
 README_MARKERS = ("<!-- recipes-table -->", "<!-- /recipes-table -->")
 METRICS, ROBUSTNESS, CALIBRATION = "metrics.json", "robustness.json", "calibration.json"
 

@@ -251,6 +251,9 @@ def test_unknown_field_raises_listing_allowed_fields(make):
 @pytest.mark.parametrize("name", list(RECIPES))
 def test_recipes_keep_the_host_input_path_and_old_records_read_as_them(name):
     recipe = TrainConfig.recipe(name)
+    if name == "fast":  # its search chose the device path: its records all name the field
+        assert recipe.augment_on == "device"
+        return
     assert recipe.augment_on == "host"  # the published bits come from the tf.data path
     # a config recorded before the field existed (results/runs/*.json) reads with its default
     old = {k: v for k, v in recipe.to_dict().items() if k != "augment_on"}

@@ -43,13 +43,24 @@ def test_the_robust_recipe_is_the_reference_plus_what_the_holdout_chose():
     assert robust.replace(validation="holdout") == TrainConfig.from_dict(chosen)
 
 
+def test_the_fast_recipe_is_the_fastest_front_point_that_reached_the_target_on_the_holdout():
+    # the rule docs/recipe.md states, applied to the study summary the search wrote
+    summary = read_json(RESULTS / "search" / "fast.json")
+    reached = [t for t in summary["trials"] if t["pareto"] and t["accuracy"] >= 0.997 - 1e-6]
+    chosen = min(reached, key=lambda t: t["minutes"])
+    record = read_json(RESULTS / "holdout" / f"{chosen['record']}.json")
+    searched = {k: v for k, v in record["config"].items() if k != "extra"}
+    assert TrainConfig.recipe("fast", validation="holdout") == TrainConfig.from_dict(searched)
+
+
 def test_folders_are_under_the_results_root(tmp_path):
     assert recipe_folder(tmp_path, "reference") == tmp_path
     assert recipe_folder(tmp_path, "robust") == tmp_path / "robust"
+    assert recipe_folder(tmp_path, "fast") == tmp_path / "fast"
     assert recipe_folder(tmp_path, "resnet20") == tmp_path / "resnet20"
-    allowed = r"\['reference', 'robust', 'resnet20', 'efficientnet_b0'\]"
+    allowed = r"\['reference', 'robust', 'fast', 'resnet20', 'efficientnet_b0'\]"
     with pytest.raises(ValueError, match=rf"recipe must be one of {allowed}"):
-        recipe_folder(tmp_path, "fast")
+        recipe_folder(tmp_path, "seed")
     assert recipe_folders(tmp_path) == {}  # nothing published there
 
 
@@ -105,7 +116,7 @@ def test_architectures_table_reads_the_files_and_shows_missing_folders_as_pendin
     shutil.copy(RESULTS / "runs" / "seed-seed0.json", tmp_path / "runs" / "seed-seed0.json")
     _publish_copy(RESULTS, tmp_path / "resnet20", ("metrics.json",))
     rows = {_cells(line)[0]: _cells(line) for line in architectures_table(tmp_path).splitlines()}
-    assert len(rows) == 2 + 5  # header, rule, notebook + the 4 published recipes
+    assert len(rows) == 2 + 6  # header, rule, notebook + the 5 published recipes
 
     metrics, notebook = (
         read_json(RESULTS / "metrics.json"),
@@ -151,5 +162,5 @@ def test_architectures_table_reads_the_files_and_shows_missing_folders_as_pendin
 
 def test_architectures_table_marks_everything_pending_in_an_empty_root(tmp_path):
     lines = architectures_table(tmp_path).splitlines()
-    assert len(lines) == 7
+    assert len(lines) == 8
     assert all(_cells(line)[1] == "pending" for line in lines[2:])
