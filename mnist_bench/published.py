@@ -38,6 +38,7 @@ NOTEBOOK_BESIDE = ("reference", "robust")
 DEFAULT_SEEDS = {"reference": 5, "robust": 5, "fast": 5, "resnet20": 3, "efficientnet_b0": 3}
 README_MARKERS = ("<!-- recipes-table -->", "<!-- /recipes-table -->")
 METRICS, ROBUSTNESS, CALIBRATION = "metrics.json", "robustness.json", "calibration.json"
+RECIPE_TTA_MARKS = ("0.990", "0.995", "0.997")  # the time-to-accuracy marks of the recipes table
 
 
 def recipe_folder(root: str | Path, recipe: str) -> Path:
@@ -108,14 +109,13 @@ def _minutes(seconds: float | None) -> str:
 
 
 def _time_cells(metrics: Mapping[str, Any]) -> list[str]:
-    """Mean wall time per run and the published run's time to 99.5% / 99.7% test accuracy
-    (cumulative epoch seconds, from its recorded history), with the CPU they were timed on:
-    times compare only on one CPU."""
+    """Mean wall time per run and the mean time to 99.0% / 99.5% / 99.7% test accuracy over
+    the seeds that reached it (cumulative epoch seconds, from each run's recorded history),
+    with the CPU they were timed on: times compare only on one CPU."""
     runs = metrics["runs"]
     mean = sum(run["wall_seconds"] for run in runs) / len(runs)
     cpus = sorted({cpu_label(run["provenance"]["cpu"]) for run in runs})
-    tta = runs[0]["time_to_accuracy"]["seconds"] or {}
-    reach = " / ".join(_minutes(tta.get(key)) for key in ("0.995", "0.997"))
+    reach = " / ".join(_tta_cell(runs, mark) for mark in RECIPE_TTA_MARKS)
     return [f"{mean / 60:.1f} min", reach, ", ".join(cpus)]
 
 
@@ -124,11 +124,12 @@ def recipes_table(root: str | Path = "results") -> str:
     (`recipe_folders`): the published model's clean test
     accuracy, the mean over seeds, the ensemble, the mean and worst accuracy under the 15
     corruptions, the test ECE before -> after temperature scaling, the mean wall time per
-    run, the published run's time to 99.5% and 99.7%, and the CPU the runs were timed on."""
+    run, the mean time to 99.0%, 99.5% and 99.7% over the seeds that reached it, and the CPU
+    the runs were timed on."""
     lines = [
         "| recipe (folder) | published model | mean over seeds | ensemble "
         "| corrupted: mean of 15 | corrupted: worst | ECE -> with temperature "
-        "| wall time per run | time to 99.5% / 99.7% | timed on |",
+        "| wall time per run | time to 99.0% / 99.5% / 99.7% (mean over seeds) | timed on |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     lines += [_row(name, folder, Path(root)) for name, folder in recipe_folders(root).items()]
@@ -139,7 +140,7 @@ def recipes_table(root: str | Path = "results") -> str:
 
 ARCHITECTURES_MARKERS = ("<!-- architectures-table -->", "<!-- /architectures-table -->")
 NOTEBOOK_RUN = "runs/seed-seed0.json"  # under the results root: the seed notebook's model
-TTA_MARKS = ("0.995", "0.997")  # the time-to-accuracy marks the table shows
+TTA_MARKS = ("0.995", "0.997")  # the time-to-accuracy marks the architectures table shows
 PENDING = "pending"
 
 

@@ -603,10 +603,17 @@ def test_gpu_suite_quick_runs_on_a_cpu_and_writes_one_file(
     paths = suite["input_paths"]  # on a CPU the two input paths give the same bits
     assert paths["same_digest"] is True and paths["config"]["augment"] is True
     assert paths["runs"]["host"]["seconds"] > 0 and paths["runs"]["device"]["seconds"] > 0
-    run = suite["reference_run"]
-    assert run["config"]["epochs"] == 1 and 0 < run["test_accuracy"] <= 1
-    assert run["config"]["augment_on"] == "device"
-    assert set(run["time_to_accuracy"]) == {"0.990", "0.995", "0.997"}
+    for key, recipe in (("reference_run", "reference"), ("fast_run", "fast")):
+        run = suite[key]
+        assert (
+            run["config"]
+            == TrainConfig.recipe(
+                recipe, epochs=1, train_subset=1024, augment_on="device"
+            ).to_dict()
+        )
+        assert 0 < run["test_accuracy"] <= 1
+        assert set(run["time_to_accuracy"]) == {"0.990", "0.995", "0.997"}
+        assert f"{recipe}, 1 epochs: " in out
     rows = {b["name"]: b for b in result["benchmarks"]}
     for precision in ("float32", "mixed_bfloat16"):  # the variant is a row of its own
         assert rows[f"train/seed/mnist_bench@{precision}"]["precision"] == precision

@@ -190,23 +190,31 @@ def _determinism_text(result: dict[str, Any]) -> str:
     return "ran with op determinism on, as `train` runs"
 
 
-def _gpu_suite_lines(result: dict[str, Any]) -> list[str]:
-    """The GPU command's checks (`gpu.run_gpu_suite`): determinism and the reference run."""
-    suite = result.get("gpu_suite")
-    if not suite:
-        return []
-    det, run = suite["determinism"], suite["reference_run"]
+def _recipe_run_text(name: str, run: dict[str, Any]) -> str:
     tta = ", ".join(
         f"{100 * float(m):.1f}% "
         + ("not reached" if v["seconds"] is None else f"{v['seconds']:.0f} s (epoch {v['epoch']})")
         for m, v in run["time_to_accuracy"].items()
     )
+    return (
+        f"{name} recipe, {run['config']['epochs']} epochs: {run['wall_seconds']:.0f} s, test "
+        f"accuracy {run['test_accuracy']:.2%}; time to accuracy: {tta}"
+    )
+
+
+def _gpu_suite_lines(result: dict[str, Any]) -> list[str]:
+    """The GPU command's checks (`gpu.run_gpu_suite`): determinism and the recipes' runs."""
+    suite = result.get("gpu_suite")
+    if not suite:
+        return []
+    det = suite["determinism"]
+    runs = [_recipe_run_text("reference", suite["reference_run"])]
+    if "fast_run" in suite:  # files written before the fast recipe existed have none
+        runs.append(_recipe_run_text("fast", suite["fast_run"]))
     return [
         "",
         f"`mnist-bench bench --suite gpu`: same seed, same digest twice on the device: "
-        f"{'yes' if det['same_digest'] else '**no**'}; reference recipe, "
-        f"{run['config']['epochs']} epochs: {run['wall_seconds']:.0f} s, test accuracy "
-        f"{run['test_accuracy']:.2%}; time to accuracy: {tta}; whole command "
+        f"{'yes' if det['same_digest'] else '**no**'}; {'; '.join(runs)}; whole command "
         f"{suite['wall_seconds'] / 60:.1f} min.",
     ]
 
