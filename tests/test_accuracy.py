@@ -144,15 +144,18 @@ def test_committed_results_pass_the_reproduce_check(recipe, published, mnist):
 
 
 @pytest.mark.slow
-def test_reference_recipe_reproduces_published_run(published, mnist, tmp_path, request):
-    entry, target = published["published"], published["targets"]["published"]
+@pytest.mark.parametrize("recipe", ["reference", "fast"])
+def test_recipe_retrained_from_scratch_reproduces_its_published_run(recipe, mnist, tmp_path):
+    # The published seed of the recipe, from scratch: the same bits on the fingerprint that
+    # trained it; elsewhere an accuracy within the seeds' spread (their lowest minus two sd),
+    # and the 99.70% target where the published run met it (reference; fast does not).
+    metrics = json.loads((recipe_folder(RESULTS, recipe) / "metrics.json").read_text())
+    entry, summary = metrics["published"], metrics["summary"]
     result = train(TrainConfig.from_dict(entry["config"]), mnist, tmp_path)
+    accuracy = result.metrics["test_accuracy"]
     if _on_pinned_machine(entry["machine_fingerprint"]):
         assert result.metrics["weights_digest"] == entry["weights_digest"]
-        assert result.metrics["test_accuracy"] == entry["test_accuracy"]
-    if not target["met"]:  # see test_published_model_reaches_the_target
-        request.applymarker(pytest.mark.xfail(
-            strict=True,
-            reason=f"results/metrics.json records {target['value']:.2%} < {PUBLISHED_TARGET:.2%}",
-        ))  # fmt: skip
-    assert result.metrics["test_accuracy"] >= PUBLISHED_TARGET
+        assert accuracy == entry["test_accuracy"]
+    assert accuracy >= summary["min"] - 2 * summary["sd"]
+    if metrics["targets"]["published"]["met"]:
+        assert accuracy >= PUBLISHED_TARGET

@@ -313,7 +313,7 @@ def _add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
         "reproduce",
         help="train the published runs (several seeds) and write results/; or --check them",
         description="Train a published recipe (--recipe: reference, the default, robust, "
-        "resnet20 or efficientnet_b0) for each seed, and for reference and robust also the "
+        "fast, resnet20 or efficientnet_b0) for each seed, and for reference and robust also the "
         "seed notebook's model (seed 0), each in its own folder under --runs-dir (resumable: "
         "kill and restart at any time), then write metrics, histories, the published model "
         "(the first seed, fixed before training) and its plots into --out. --check verifies "
@@ -324,8 +324,8 @@ def _add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
         choices=tuple(PUBLISHED_DIRS),
         default=None,
         help="the published recipe to train or check: 'reference' (results/), or 'robust', "
-        "'resnet20', 'efficientnet_b0' (results/<recipe>/) (default: reference; --check alone "
-        "checks every published folder)",
+        "'fast', 'resnet20', 'efficientnet_b0' (results/<recipe>/) (default: reference; "
+        "--check alone checks every published folder)",
     )
     p.add_argument(
         "--seeds",
