@@ -117,7 +117,7 @@ def time_to_accuracy(history: list[dict[str, Any]]) -> dict[str, dict[str, Any]]
     return out
 
 
-def reference_run(config: TrainConfig, data: MnistData) -> dict[str, Any]:
+def recipe_run(config: TrainConfig, data: MnistData) -> dict[str, Any]:
     """Train `config` once: wall seconds, final test accuracy, digest, time to accuracy."""
     start = time.perf_counter()
     result = train(config, data)
@@ -184,7 +184,7 @@ def run_gpu_suite(
         `run_benchmarks`' result (its ``benchmarks`` with the two precision rows added) plus
         ``suite`` = ``"gpu"`` and ``gpu_suite``: ``tensorflow_devices``, ``determinism``
         (`check_determinism`), ``input_paths`` (`compare_input_paths`), ``reference_run`` and
-        ``fast_run`` (`reference_run` of each recipe) and ``wall_seconds``.
+        ``fast_run`` (`recipe_run` of each recipe) and ``wall_seconds``.
     """
     say = progress or (lambda line: None)
     start = time.perf_counter()
@@ -211,7 +211,7 @@ def run_gpu_suite(
     smoke = {"epochs": 1, "train_subset": QUICK_TRAIN_SUBSET} if quick else {}
     runs = {}
     for recipe in RECIPE_RUNS:  # the claim, then the time-to-99.7% recipe (issue #22)
-        run = reference_run(TrainConfig.recipe(recipe, augment_on=AUGMENT_ON, **smoke), data)
+        run = recipe_run(TrainConfig.recipe(recipe, augment_on=AUGMENT_ON, **smoke), data)
         tta = ", ".join(
             f"{float(m):.1%} "
             + ("not reached" if v["seconds"] is None else f"{v['seconds']:.1f} s")
