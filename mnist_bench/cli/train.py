@@ -206,7 +206,8 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         choices=(*RECIPES, *RECIPE_ALIASES),
         default=None,
         help="the recipe (architecture and settings): 'reference' (published in results/), "
-        "'robust' (reference + intensity augmentation, results/robust/), 'notebook' (alias "
+        "'robust' (reference + intensity augmentation, results/robust/), 'fast' (time to "
+        "99.7%%, results/fast/), 'notebook' (alias "
         "'seed': the original notebook project's CNN and settings), or the deeper networks on "
         "the reference protocol, 'resnet20' and 'efficientnet_b0' (docs/architectures.md) "
         "(default: reference)",
