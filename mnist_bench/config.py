@@ -16,6 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The test accuracies whose time (cumulative epoch seconds) a run's record and the GPU command
+# report, and the recipes table shows (DAWNBench-style time to accuracy).
+TIME_TO_ACCURACY_MARKS = (0.990, 0.995, 0.997)
 # The files of a run folder (`training.train` writes them; reproduce and checks read them).
 CONFIG_FILE, HISTORY_FILE, METRICS_FILE = "config.json", "history.json", "metrics.json"
 MODEL_CHOICES = ("seed", "reference", "resnet20", "efficientnet_b0")
