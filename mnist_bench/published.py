@@ -112,12 +112,14 @@ def _minutes(seconds: float | None) -> str:
 def _time_cells(metrics: Mapping[str, Any]) -> list[str]:
     """Mean wall time per run and the mean time to 99.0% / 99.5% / 99.7% test accuracy over
     the seeds that reached it (cumulative epoch seconds, from each run's recorded history),
-    with the CPU they were timed on: times compare only on one CPU."""
-    runs = metrics["runs"]
-    mean = sum(run["wall_seconds"] for run in runs) / len(runs)
-    cpus = sorted({cpu_label(run["provenance"]["cpu"]) for run in runs})
-    reach = " / ".join(_tta_cell(runs, mark) for mark in RECIPE_TTA_MARKS)
-    return [f"{mean / 60:.1f} min", reach, ", ".join(cpus)]
+    with the machine they were timed on: times compare only on one machine, so runs timed on
+    several are averaged per machine, "; " between machines, in the "timed on" order."""
+    groups = _by_machine(metrics["runs"])
+    wall = "; ".join(_mean_wall(runs) for runs in groups.values())
+    reach = "; ".join(
+        " / ".join(_tta_cell(runs, mark) for mark in RECIPE_TTA_MARKS) for runs in groups.values()
+    )
+    return [wall, reach, _machines_cell(groups)]
 
 
 def recipes_table(root: str | Path = "results") -> str:
@@ -166,15 +168,33 @@ def _tta_cell(runs: list[dict[str, Any]], mark: str) -> str:
     return text if len(reached) == len(runs) else f"{text} ({len(reached)} of {len(runs)} reached)"
 
 
-def _machine_text(runs: list[dict[str, Any]]) -> str:
-    machines = []
+def _machine_label(run: Mapping[str, Any]) -> str:
+    prov = run["provenance"]
+    gpus = ", ".join(prov.get("gpus") or [])
+    return cpu_label(prov["cpu"]) + (f" + {gpus}" if gpus else "")
+
+
+def _by_machine(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The runs grouped by the machine (CPU, and GPUs if any) that timed them, in run order:
+    a deep network's seeds may be trained over several sessions on different CPUs, and a
+    mean over two CPUs' minutes would describe neither."""
+    groups: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
-        prov = run["provenance"]
-        gpus = ", ".join(prov.get("gpus") or [])
-        text = cpu_label(prov["cpu"]) + (f" + {gpus}" if gpus else "")
-        if text not in machines:
-            machines.append(text)
-    return "; ".join(machines)
+        groups.setdefault(_machine_label(run), []).append(run)
+    return groups
+
+
+def _machines_cell(groups: Mapping[str, list[dict[str, Any]]]) -> str:
+    """The "timed on" cell: the one machine, or each with its count of runs."""
+    if len(groups) == 1:
+        return next(iter(groups))
+    return "; ".join(
+        f"{label} ({len(runs)} run{'s' if len(runs) > 1 else ''})" for label, runs in groups.items()
+    )
+
+
+def _mean_wall(runs: list[dict[str, Any]]) -> str:
+    return _minutes(sum(run["wall_seconds"] for run in runs) / len(runs))
 
 
 def _trust_cells(robustness: dict | None, calibration: dict | None) -> list[str]:
@@ -190,15 +210,15 @@ def _trust_cells(robustness: dict | None, calibration: dict | None) -> list[str]
 
 def _row_cells(label: str, runs: list[dict], summary: dict, trust: list[str]) -> list[str]:
     sd = "" if summary["sd"] is None else f" ± {_pct(summary['sd'], 3)}"
-    wall = _minutes(sum(run["wall_seconds"] for run in runs) / len(runs))
+    groups = _by_machine(runs)  # times per machine, as in the recipes table
     return [
         label,
         f"{_pct(summary['mean'], 3)}{sd} (n = {summary['n']})",
         *_size_cells(runs[0]["config"]),
-        wall,
-        *(_tta_cell(runs, mark) for mark in TTA_MARKS),
+        "; ".join(_mean_wall(group) for group in groups.values()),
+        *("; ".join(_tta_cell(group, mark) for group in groups.values()) for mark in TTA_MARKS),
         *trust,
-        _machine_text(runs),
+        _machines_cell(groups),
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -164,3 +165,36 @@ def test_architectures_table_marks_everything_pending_in_an_empty_root(tmp_path)
     lines = architectures_table(tmp_path).splitlines()
     assert len(lines) == 8
     assert all(_cells(line)[1] == "pending" for line in lines[2:])
+
+
+def test_times_are_averaged_per_machine_when_the_seeds_ran_on_several(tmp_path):
+    # resnet20's recorded runs, the last one as if timed on another CPU: its minutes stand
+    # apart, never averaged with the others'
+    metrics = read_json(RESULTS / "resnet20" / "metrics.json")
+    runs = metrics["runs"]
+    other = json.loads(json.dumps(runs[-1]))
+    cpu = other["provenance"]["cpu"]
+    cpu.update(model_name="Other CPU", vendor_family_model_stepping="X/1/2/3")
+    other["wall_seconds"] = 6000.0
+    metrics["runs"] = [*runs[:-1], other]
+    (tmp_path / "resnet20").mkdir()
+    (tmp_path / "resnet20" / "metrics.json").write_text(json.dumps(metrics))
+
+    first = runs[0]["provenance"]["cpu"]
+    family_model = first["vendor_family_model_stepping"].split("/")[1:3]
+    first_label = "{} (family {} model {})".format(first["model_name"], *family_model)
+    mean = sum(r["wall_seconds"] for r in runs[:-1]) / (len(runs) - 1) / 60
+    n_first = len(runs) - 1
+    plural = "s" if n_first > 1 else ""
+    timed_on = f"{first_label} ({n_first} run{plural}); Other CPU (family 1 model 2) (1 run)"
+
+    rows = {_cells(line)[0]: _cells(line) for line in architectures_table(tmp_path).splitlines()}
+    resnet = rows["`resnet20` (results/resnet20/)"]
+    assert resnet[4] == f"{mean:.1f} min; 100.0 min"
+    assert resnet[10] == timed_on
+    assert len(resnet[5].split("; ")) == 2  # a time to 99.5% per machine
+
+    recipes = {_cells(line)[0]: _cells(line) for line in recipes_table(tmp_path).splitlines()}
+    row = recipes["`resnet20` (results/resnet20/)"]
+    assert row[7] == f"{mean:.1f} min; 100.0 min" and row[9] == timed_on
+    assert [len(part.split(" / ")) for part in row[8].split("; ")] == [3, 3]
