@@ -19,16 +19,15 @@ environment's Python and records the outcome:
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from ._io import read_json, write_json
+from ._process import cli_argv, run_process
 
 COMPAT_DIR = "compat"  # under the results folder: one <env>.json per environment
 # The notebook's model after 1 epoch on all 60k images: 97.80-97.83% on the pinned machines
@@ -51,21 +50,6 @@ def versions() -> dict[str, str | None]:
             return None
 
     return {"python": sys.version.split()[0], **{name: version(name) for name in PACKAGES}}
-
-
-def _run(argv: list[str], cwd: Path, timeout: float) -> tuple[int, str, float]:
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)  # fmt: skip
-        code, output = proc.returncode, proc.stdout + proc.stderr
-    except subprocess.TimeoutExpired:
-        code, output = -9, f"killed after {timeout:.0f} s"
-    return code, output, time.perf_counter() - start
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mnist_bench.cli", *args]
 
 
 def _one_epoch_accuracy(run_dir: Path) -> float:
@@ -120,21 +104,21 @@ def run_compat(
         run, tflite, digit = tmp_dir / "one-epoch", tmp_dir / "model.tflite", tmp_dir / "d.png"
         label = _write_digit(digit, data_dir)
         plan: list[tuple[str, list[str], Callable[[str], tuple[bool, str]]]] = [
-            ("reproduce --check", _cli("reproduce", "--check", *data),
+            ("reproduce --check", cli_argv("reproduce", "--check", *data),
              lambda out: (True, out.strip().splitlines()[-1])),
-            ("1-epoch training", _cli("train", "--model", "notebook", "--epochs", "1",
+            ("1-epoch training", cli_argv("train", "--model", "notebook", "--epochs", "1",
                                       "--seed", "0", "--out", str(run), *data),
              lambda out: _threshold(run)),
             ("notebook (nbval)", [sys.executable, "-m", "pytest", "--nbval", "notebooks", "-q",
                                   "-p", "no:cacheprovider", "-p", "no:xdist"],
              lambda out: (True, _pytest_summary(out))),
-            ("export + predict", _cli("export", "results/model.keras", "--format", "litert",
+            ("export + predict", cli_argv("export", "results/model.keras", "--format", "litert",
                                       "--out", str(tflite), "--results", str(tmp_dir / "e.json"),
                                       *data),
              lambda out: _predicts(tflite, digit, label, repo, timeout)),
         ]  # fmt: skip
         for name, argv, judge in plan:
-            code, output, seconds = _run(argv, repo, timeout)
+            code, output, seconds = run_process(argv, cwd=repo, timeout=timeout)
             passed, detail = judge(output) if code == 0 else (False, f"exit {code}")
             record = {"passed": passed, "seconds": round(seconds, 1), "detail": detail,
                       "command": " ".join(["python", *argv[1:]])}  # fmt: skip
@@ -162,7 +146,8 @@ def _threshold(run_dir: Path) -> tuple[bool, str]:
 def _predicts(
     tflite: Path, digit: Path, label: int, repo: Path, timeout: float
 ) -> tuple[bool, str]:
-    code, output, _ = _run(_cli("predict", str(tflite), str(digit)), repo, timeout)
+    argv = cli_argv("predict", str(tflite), str(digit))
+    code, output, _ = run_process(argv, cwd=repo, timeout=timeout)
     rows = [line.split() for line in output.splitlines() if line.startswith(str(digit))]
     got = rows[0][1] if code == 0 and rows else None
     return got == str(label), f"LiteRT file predicts {got} for a {label}"

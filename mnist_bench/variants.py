@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+from ._process import cli_argv, run_process
 
 # Printed first by `mnist-bench reproduce --check`; read back from each variant's output.
 FINGERPRINT_LINE = re.compile(r"^this machine: (.*)$", re.MULTILINE)
@@ -90,22 +89,9 @@ def run_variant(name: str, argv: Sequence[str], *, timeout: float = 600.0) -> Va
     if name not in VARIANTS:
         raise ValueError(f"variant must be one of {list(VARIANTS)}, got {name!r}")
     variant = VARIANTS[name]
-    env = {**os.environ, **variant.env}
     preexec = _pin_to_one_cpu() if variant.one_cpu else None
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "mnist_bench.cli", *argv],
-            env=env,
-            preexec_fn=preexec,  # only sched_setaffinity: safe in the forked child
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-        code, output = proc.returncode, proc.stdout + proc.stderr
-    except subprocess.TimeoutExpired as exc:
-        code, output = -9, f"killed after {timeout:.0f} s: {exc}"
+    code, output, seconds = run_process(
+        cli_argv(*argv), env={**os.environ, **variant.env}, preexec_fn=preexec, timeout=timeout
+    )
     match = FINGERPRINT_LINE.search(output)
-    seconds = time.perf_counter() - start
     return VariantResult(name, code, match.group(1) if match else None, seconds, output)
