@@ -370,6 +370,8 @@ def _restore_checkpoint(
     """Load every variable from the checkpoint into `model` (and `average`); return the
     history so far."""
     path = out_dir / CHECKPOINT_FILE
+    # Adam makes its step counter and moments at its first step; a resumed run has taken
+    # none in this process, so they are made now, to be assigned the saved values.
     model.optimizer.build(model.trainable_variables)
     variables = _state_variables(model, average)
     try:
