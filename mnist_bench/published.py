@@ -12,7 +12,8 @@ wrote: ``metrics.json``, ``robustness.json`` and ``calibration.json`` of each fo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -115,11 +116,10 @@ def _time_cells(metrics: Mapping[str, Any]) -> list[str]:
     with the machine they were timed on: times compare only on one machine, so runs timed on
     several are averaged per machine, "; " between machines, in the "timed on" order."""
     groups = _by_machine(metrics["runs"])
-    wall = "; ".join(_mean_wall(runs) for runs in groups.values())
-    reach = "; ".join(
-        " / ".join(_tta_cell(runs, mark) for mark in RECIPE_TTA_MARKS) for runs in groups.values()
+    reach = _per_machine(
+        groups, lambda runs: " / ".join(_tta_cell(runs, mark) for mark in RECIPE_TTA_MARKS)
     )
-    return [wall, reach, _machines_cell(groups)]
+    return [_per_machine(groups, _mean_wall), reach, _machines_cell(groups)]
 
 
 def recipes_table(root: str | Path = "results") -> str:
@@ -193,6 +193,13 @@ def _machines_cell(groups: Mapping[str, list[dict[str, Any]]]) -> str:
     )
 
 
+def _per_machine(
+    groups: Mapping[str, list[dict[str, Any]]], cell: Callable[[list[dict[str, Any]]], str]
+) -> str:
+    """One time cell: `cell` of each machine's runs, "; " between machines."""
+    return "; ".join(cell(runs) for runs in groups.values())
+
+
 def _mean_wall(runs: list[dict[str, Any]]) -> str:
     return _minutes(sum(run["wall_seconds"] for run in runs) / len(runs))
 
@@ -215,8 +222,8 @@ def _row_cells(label: str, runs: list[dict], summary: dict, trust: list[str]) ->
         label,
         f"{_pct(summary['mean'], 3)}{sd} (n = {summary['n']})",
         *_size_cells(runs[0]["config"]),
-        "; ".join(_mean_wall(group) for group in groups.values()),
-        *("; ".join(_tta_cell(group, mark) for group in groups.values()) for mark in TTA_MARKS),
+        _per_machine(groups, _mean_wall),
+        *(_per_machine(groups, partial(_tta_cell, mark=mark)) for mark in TTA_MARKS),
         *trust,
         _machines_cell(groups),
     ]

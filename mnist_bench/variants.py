@@ -89,6 +89,7 @@ def run_variant(name: str, argv: Sequence[str], *, timeout: float = 600.0) -> Va
     if name not in VARIANTS:
         raise ValueError(f"variant must be one of {list(VARIANTS)}, got {name!r}")
     variant = VARIANTS[name]
+    # only sched_setaffinity runs in the forked child: safe before exec
     preexec = _pin_to_one_cpu() if variant.one_cpu else None
     code, output, seconds = run_process(
         cli_argv(*argv), env={**os.environ, **variant.env}, preexec_fn=preexec, timeout=timeout
