@@ -34,14 +34,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import TrainConfig
-from .selection import record_candidate
 
 if TYPE_CHECKING:
     import optuna
@@ -225,11 +223,12 @@ def open_storage(
             )
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # Workers in several processes write one file: wait for each other's locks (seconds).
-        engine_kwargs = {"connect_args": {"timeout": 60}}
+        # isolation_level None: Python's sqlite3 emits no BEGIN of its own (see below).
+        engine_kwargs = {"connect_args": {"timeout": 60, "isolation_level": None}}
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            storage = optuna.storages.RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_interval,
@@ -241,6 +240,18 @@ def open_storage(
     except (sqlalchemy.exc.SQLAlchemyError, ImportError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValueError(f"storage {shown}: cannot open the database: {reason}") from exc
+    if parsed.get_backend_name() == "sqlite":
+        # Optuna reads a trial's state, then updates it (taking a queued trial, failing a
+        # stale one), trusting SELECT ... FOR UPDATE to lock the row; SQLite ignores it and
+        # Python's sqlite3 opens a transaction only at the first write, so two workers could
+        # both take one queued trial and train it twice (optuna/optuna#4621). Every
+        # transaction takes SQLite's write lock at its start instead: they run one at a time.
+        sqlalchemy.event.listen(storage.engine, "begin", _begin_immediate)
+    return storage
+
+
+def _begin_immediate(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def study_settings(
@@ -340,17 +351,12 @@ def run_trial(
     (its run folder is resumed), else its own. The test set is never read.
     """
     import keras
-    import optuna
 
     from .robustness import HOLDOUT_ROBUSTNESS_FILE, holdout_robustness, write_robustness
+    from .selection import record_candidate
     from .training import train
 
     study = trial.study.study_name
-    earlier = earlier_retry(trial.study, trial.number)
-    if earlier is not None:
-        raise optuna.TrialPruned(
-            f"trial {trial.number} skipped: trial {earlier} already retries the same killed trial"
-        )
     number = int(trial.user_attrs.get(RUN_ATTR, trial.number))  # a retry inherits it
     trial.set_user_attr(RUN_ATTR, number)
     config = suggest_config(trial, base, fixed)
@@ -383,26 +389,6 @@ def run_trial(
     return objective_values(record, objectives)
 
 
-def earlier_retry(study: optuna.Study, number: int) -> int | None:
-    """The number of another trial retrying the killed trial that trial `number` retries, when
-    one was created before it; None when `number` is no retry, or the first of its kind.
-
-    Over SQLite (no row locks) two workers starting at once can both fail the same stale
-    trial, and each queues a retry: two trainings into one run folder. The first retry runs;
-    `run_trial` skips the later ones (PRUNED), never training.
-    """
-    trials = study.get_trials(deepcopy=False)
-
-    def retried(trial: optuna.trial.FrozenTrial) -> int | None:  # the trial it retries
-        history = trial.system_attrs.get("retry_history")
-        return history[-1] if history else None
-
-    mine = next((retried(t) for t in trials if t.number == number), None)
-    if mine is None:
-        return None
-    return next((t.number for t in trials if t.number < number and retried(t) == mine), None)
-
-
 def run_search(
     study: optuna.Study,
     objective: Callable[[optuna.Trial], tuple[float, ...]],
@@ -412,22 +398,8 @@ def run_search(
     on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
 ) -> None:
     """Run `n_trials` trials of `objective` in this process (other workers add theirs), or
-    until `timeout` seconds have passed; `on_trial(frozen_trial)` after each one. A duplicate
-    retry that `run_trial` skipped (`earlier_retry`) does not count as one of the `n_trials`."""
-    import optuna
-
-    deadline = None if timeout is None else time.monotonic() + timeout
-    finished: list[optuna.trial.FrozenTrial] = []  # this worker's trials, in order
-    done = 0
-    while n_trials is None or done < n_trials:
-        if deadline is not None and time.monotonic() >= deadline:
-            return
-        study.optimize(
-            objective,
-            n_trials=1,
-            callbacks=[lambda _study, frozen: finished.append(frozen)],
-            gc_after_trial=True,
-        )
-        if on_trial is not None:
-            on_trial(finished[-1])
-        done += finished[-1].state != optuna.trial.TrialState.PRUNED
+    until `timeout` seconds have passed; `on_trial(frozen_trial)` after each one."""
+    callbacks = [] if on_trial is None else [lambda _study, frozen: on_trial(frozen)]
+    study.optimize(
+        objective, n_trials=n_trials, timeout=timeout, callbacks=callbacks, gc_after_trial=True
+    )

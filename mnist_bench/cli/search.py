@@ -51,9 +51,6 @@ _positive_float = _number_above(float, 0.0, "a positive number")
 
 def _trial_line(trial: Any, objectives: tuple[str, ...], worker: int) -> str:
     attrs = trial.user_attrs
-    if trial.state.name == "PRUNED":  # see mnist_bench.search.earlier_retry
-        return (f"trial {trial.number} (worker {worker}): skipped, a second retry of a killed "
-                "trial that an earlier trial retries")  # fmt: skip
     if trial.state.name != "COMPLETE":
         return f"trial {trial.number} (worker {worker}): {trial.state.name.lower()}"
     parts = [f"holdout accuracy {attrs['accuracy']:.2%}", f"{attrs['minutes']:.1f} min"]
