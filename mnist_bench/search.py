@@ -216,7 +216,8 @@ def open_storage(
         ) from exc
     shown = parsed.render_as_string(hide_password=True)
     engine_kwargs: dict[str, Any] = {}
-    if parsed.get_backend_name() == "sqlite":
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite:
         if parsed.database in (None, "", ":memory:"):
             raise ValueError(
                 f"storage {shown}: an in-memory database cannot be shared; name a file"
@@ -240,7 +241,7 @@ def open_storage(
     except (sqlalchemy.exc.SQLAlchemyError, ImportError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValueError(f"storage {shown}: cannot open the database: {reason}") from exc
-    if parsed.get_backend_name() == "sqlite":
+    if sqlite:
         # Optuna reads a trial's state, then updates it (taking a queued trial, failing a
         # stale one), trusting SELECT ... FOR UPDATE to lock the row; SQLite ignores it and
         # Python's sqlite3 opens a transaction only at the first write, so two workers could

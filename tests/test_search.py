@@ -338,12 +338,17 @@ def test_workers_on_one_sqlite_file_never_take_the_same_queued_trial(tmp_path):
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for _ in range(workers)
     ]  # fmt: skip
-    for process in processes:  # all of them joined the study...
-        assert process.stdout.readline().strip() == "ready"
-    for process in processes:  # ...then all ask at once
-        process.stdin.write("go\n")
-        process.stdin.flush()
-    got = [int(n) for p in processes for n in p.communicate(timeout=60)[0].split()]
+    try:
+        for process in processes:  # all of them joined the study...
+            assert process.stdout.readline().strip() == "ready"
+        for process in processes:  # ...then all ask at once
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        got = [int(n) for p in processes for n in p.communicate(timeout=60)[0].split()]
+    finally:  # a worker that died early leaves the others waiting for the word: stop them
+        for process in processes:
+            process.kill()
+            process.wait()
     assert all(p.returncode == 0 for p in processes)
     # Trials 0-11 are the queued ones, each taken once; the asks beyond them made 12-15.
     assert sorted(got) == list(range(workers * each))
