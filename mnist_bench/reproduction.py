@@ -47,6 +47,8 @@ from .published import recipe_name
 from .selection import accuracy_summary
 
 if TYPE_CHECKING:
+    import keras
+
     from .data import MnistData
     from .evaluation import EvalReport
     from .training import TrainResult
@@ -241,10 +243,16 @@ def replot(out_dir: str | Path = "results", *, data: MnistData) -> list[Path]:
 
 
 def _check_published_model(
-    out: Path, name: str, published: dict, data: MnistData, reports: dict[str, EvalReport]
+    out: Path,
+    name: str,
+    published: dict,
+    data: MnistData,
+    reports: dict[str, EvalReport],
+    loaded: dict[str, keras.Model],
 ) -> list[str]:
-    """Load out/name with plain Keras; compare its digest, accuracy and errors (exact: a hash
-    and counts) with metrics.json's published entry.
+    """Load out/name with plain Keras (into `loaded[name]`, for the checks after it); compare
+    its digest, accuracy and errors (exact: a hash and counts) with metrics.json's published
+    entry.
 
     `reports` carries the test-set reports of the files checked before, by architecture and
     weights: a second file (the .h5 beside the .keras) that loads into the same architecture
@@ -260,6 +268,7 @@ def _check_published_model(
         model = keras.models.load_model(path)
     except Exception as exc:  # Keras raises many types for a bad file
         return [f"{path}: not a loadable Keras model ({type(exc).__name__}: {exc})"]
+    loaded[name] = model
     digest = weights_digest(model)
     key = json.dumps(model.get_config(), sort_keys=True, default=str) + digest
     report = reports[key] = reports[key] if key in reports else evaluate(model, data)
@@ -673,9 +682,11 @@ def verify_results(out_dir: str | Path = "results", *, data: MnistData) -> Verif
     problems += [f"{out / name}: missing" for name in _expected_files(metrics)
                  if not (out / name).is_file()]  # fmt: skip
     reports: dict[str, EvalReport] = {}
+    loaded: dict[str, keras.Model] = {}
     for name in _model_files(metrics):
-        problems += _check_published_model(out, name, published, data, reports)
-    return Verification(problems + _check_trust_files(out, data, rules), rules)
+        problems += _check_published_model(out, name, published, data, reports, loaded)
+    trust = _check_trust_files(out, loaded.get(KERAS_NAME), data, rules)
+    return Verification(problems + trust, rules)
 
 
 def _model_files_or_default(out: Path) -> list[str]:
@@ -685,11 +696,13 @@ def _model_files_or_default(out: Path) -> list[str]:
         return [KERAS_NAME]
 
 
-def _check_trust_files(out: Path, data: MnistData, rules: list[str]) -> list[str]:
+def _check_trust_files(
+    out: Path, model: keras.Model | None, data: MnistData, rules: list[str]
+) -> list[str]:
     """`robustness.check_robustness` and `check_calibration` on the files `mnist-bench
-    robustness` and `mnist-bench calibrate` wrote into `out`, when they are there."""
-    import keras
-
+    robustness` and `mnist-bench calibrate` wrote into `out`, when they are there, against
+    `model` (out/model.keras as loaded; None when it was missing or not loadable, which is
+    reported already)."""
     from .robustness import (
         CALIBRATION_FILE,
         ROBUSTNESS_FILE,
@@ -698,11 +711,7 @@ def _check_trust_files(out: Path, data: MnistData, rules: list[str]) -> list[str
     )
 
     present = [name for name in (ROBUSTNESS_FILE, CALIBRATION_FILE) if (out / name).is_file()]
-    if not present or not (out / KERAS_NAME).is_file():
-        return []
-    try:
-        model = keras.models.load_model(out / KERAS_NAME)
-    except Exception:  # reported by _check_published_model
+    if not present or model is None:
         return []
     checks = {ROBUSTNESS_FILE: check_robustness, CALIBRATION_FILE: check_calibration}
     return [problem for name in present

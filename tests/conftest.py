@@ -49,9 +49,16 @@ def pytest_configure(config: pytest.Config) -> None:
     machine) filtered out of the test output; anything else it writes still shows.
     TF_CPP_MIN_LOG_LEVEL set in-process does not silence them (only one set before Python
     starts does), hence the filter. Under pytest-xdist, keep `LONGEST_FILES_FIRST`'s order
-    (xdist would reorder files by their number of tests: `--no-loadscope-reorder`)."""
+    (xdist would reorder files by their number of tests: `--no-loadscope-reorder`). The
+    xdist controller runs no test: it leaves TensorFlow to its workers (an import is ~10 s of
+    CPU on a 2-core Zen 3, taken from the workers starting beside it)."""
     if hasattr(config.option, "loadscopereorder"):  # pytest-xdist is installed
         config.option.loadscopereorder = False
+    xdist_controller = bool(getattr(config.option, "numprocesses", None)) and not hasattr(
+        config, "workerinput"
+    )
+    if xdist_controller:
+        return
     for line in start_tensorflow():
         print(line, file=sys.stderr)
 

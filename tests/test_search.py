@@ -144,14 +144,14 @@ def _kill_mid_trial(cwd: Path, data: Path, storage: str, objectives: str) -> Non
     assert not (started.parent / "metrics.json").exists(), "killed too late: the run finished"
 
 
-# SQLite in the fast tier; a real PostgreSQL server (which .ci/run installs) in the slow tier,
-# with the corrupted holdout as a third objective (each scenario: 35-40 s on an idle Zen 3).
+# Worker processes really killed, on SQLite and on a real PostgreSQL server (which .ci/run
+# installs), the corrupted holdout as a third objective there: three TensorFlow processes each
+# (35-60 s on a Zen 3), the slow tier. The fast tier kills a worker inside its own process
+# (test_a_killed_workers_trial_is_failed_then_retried_in_its_run_folder).
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("backend", "objectives"),
-    [
-        ("sqlite", "accuracy,minutes"),
-        pytest.param("postgresql", "accuracy,minutes,corrupted", marks=pytest.mark.slow),
-    ],
+    [("sqlite", "accuracy,minutes"), ("postgresql", "accuracy,minutes,corrupted")],
 )
 def test_two_workers_share_a_study_and_retry_a_killed_workers_trial(
     backend, objectives, request, tmp_path, train_only_data
@@ -216,6 +216,72 @@ def test_two_workers_share_a_study_and_retry_a_killed_workers_trial(
     assert table.count("\n| ") == 2 + front + 1  # header and rule, the front, the reference
     assert "the reference recipe, mean of seeds 0, 1, 2" in table and "STALE" not in table
     assert ("corrupted holdout mean" in table) == ("corrupted" in objectives)
+
+
+class _Killed(BaseException):
+    """What SIGKILL does to a worker, in-process: Optuna catches Exception and
+    KeyboardInterrupt, not this, so the trial is left RUNNING with its heartbeat stopped."""
+
+
+def test_a_killed_workers_trial_is_failed_then_retried_in_its_run_folder(
+    tmp_path, train_only_data, monkeypatch
+):
+    """The worker killed once its trial has started training (its run folder written); the
+    next worker to start a trial fails it, once its heartbeat is stale, and trains it again
+    with the same values in the same run folder; the report counts both."""
+    from mnist_bench import training
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    argv = ["search", "--study", "tiny", "--storage", storage, "--data", str(train_only_data),
+            "--heartbeat", str(HEARTBEAT_S), "--trials", "1", *TINY]  # fmt: skip
+    monkeypatch.chdir(tmp_path)  # runs/ and results/ as a worker started here writes them
+    monkeypatch.delenv("MNIST_BENCH_DATA", raising=False)  # only --data: no test files
+
+    def killed(*args, **kwargs):
+        raise _Killed
+
+    with monkeypatch.context() as mp:
+        mp.setattr(training, "train_one_epoch", killed)
+        with pytest.raises(_Killed):
+            _main(*argv)
+    run = tmp_path / "runs" / "search" / "tiny" / "trial-0"
+    assert (run / "config.json").is_file() and not (run / "metrics.json").exists()
+    (killed_trial,) = optuna.load_study(study_name="tiny", storage=storage).trials
+    assert killed_trial.state.name == "RUNNING"  # no worker left to say otherwise
+    time.sleep(2 * HEARTBEAT_S)  # its heartbeat goes stale
+
+    code, out, err = _main(*argv, "--worker", "1")
+    assert code == 0, err
+    assert sum("holdout accuracy" in line for line in out.splitlines()) == 1, out
+    failed, retry = optuna.load_study(study_name="tiny", storage=storage).trials
+    assert (failed.state.name, retry.state.name) == ("FAIL", "COMPLETE")
+    assert retry.params == failed.params and retry.user_attrs["run"] == 0  # its run folder
+    assert sorted(p.name for p in (tmp_path / "results" / "holdout").iterdir()) == [
+        "tiny-trial-0.json"
+    ]
+    record = read_json(tmp_path / "results" / "holdout" / "tiny-trial-0.json")
+    assert retry.values == [record["holdout_accuracy"], record["wall_seconds"] / 60]
+    assert record["config"]["validation"] == "holdout"
+    metrics = read_json(run / "metrics.json")
+    assert "test_accuracy" not in metrics and not (run / "confusion_matrix.png").exists()
+
+    # The report: summary, figure and table from the study, the reference's runs beside it.
+    shutil.copytree(REPO / "results" / "holdout", tmp_path / "results" / "holdout",
+                    dirs_exist_ok=True)  # fmt: skip
+    page = tmp_path / "recipe.md"
+    page.write_text(f"before\n{README_MARKERS[0]}\nSTALE\n{README_MARKERS[1]}\nafter\n")
+    code, out, err = _main("search", "--study", "tiny", "--storage", storage, "--report",
+                           "--out", "results", "--readme", str(page))  # fmt: skip
+    assert code == 0, err
+    summary = read_json(tmp_path / "results" / "search" / "tiny.json")
+    assert {k: v for k, v in summary["states"].items() if k != "pruned"} == {
+        "complete": 1, "fail": 1
+    }  # fmt: skip
+    assert len(summary["reference_runs"]) == 3  # seeds 0, 1, 2 of results/holdout
+    assert (tmp_path / "results" / "search" / "tiny-front.png").stat().st_size > 0
+    table = page.read_text().split(README_MARKERS[0])[1].split(README_MARKERS[1])[0]
+    assert table.count("\n| ") == 2 + 1 + 1  # header and rule, the one trial, the reference
+    assert "the reference recipe, mean of seeds 0, 1, 2" in table and "STALE" not in table
 
 
 # -- in-process: the space, the test set, bad input ---------------------------------------
