@@ -181,36 +181,43 @@ def test_two_workers_share_a_study_and_retry_a_killed_workers_trial(
     assert states == ["COMPLETE", "COMPLETE", "FAIL"], states  # 1 killed + 1 trial per worker
     (retry,) = [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs["run"] == 0]
     assert retry.params == trials[0].params  # the killed trial again, its run folder resumed
-    records = sorted((tmp_path / "results" / "holdout").iterdir())
+    _assert_records(tmp_path, trials, objectives)
+    _assert_report(tmp_path, storage, objectives, complete=2, fail=1)
+
+
+def _assert_records(cwd: Path, trials: list[optuna.trial.FrozenTrial], objectives: str) -> None:
+    """One whole holdout record per COMPLETE trial, holding its values; its run never scored
+    the test set."""
     complete = [t for t in trials if t.state.name == "COMPLETE"]
-    assert [p.name for p in records] == sorted(f"tiny-trial-{t.user_attrs['run']}.json"
-                                               for t in complete)  # fmt: skip
-    for trial in complete:  # every record whole, and holding the trial's values
-        record = read_json(tmp_path / "results" / "holdout" / f"{trial.user_attrs['record']}.json")
+    records = sorted(p.name for p in (cwd / "results" / "holdout").iterdir())
+    assert records == sorted(f"tiny-trial-{t.user_attrs['run']}.json" for t in complete)
+    for trial in complete:
+        record = read_json(cwd / "results" / "holdout" / f"{trial.user_attrs['record']}.json")
         values = [record["holdout_accuracy"], record["wall_seconds"] / 60]
         if "corrupted" in objectives:  # scored on the corrupted holdout images, 15 corruptions
             values.append(record["corrupted_holdout"]["mean_accuracy"])
         assert trial.values == values
         assert record["config"]["validation"] == "holdout"
-        run = tmp_path / "runs" / "search" / "tiny" / f"trial-{trial.user_attrs['run']}"
+        run = cwd / "runs" / "search" / "tiny" / f"trial-{trial.user_attrs['run']}"
         metrics = read_json(run / "metrics.json")
         assert "test_accuracy" not in metrics and not (run / "confusion_matrix.png").exists()
 
-    # The report: summary, figure and table from the study, the reference's runs beside it.
-    shutil.copytree(REPO / "results" / "holdout", tmp_path / "results" / "holdout",
+
+def _assert_report(cwd: Path, storage: str, objectives: str, *, complete: int, fail: int) -> None:
+    """`search --report`: summary, figure and table from the study, the reference's runs
+    beside it."""
+    shutil.copytree(REPO / "results" / "holdout", cwd / "results" / "holdout",
                     dirs_exist_ok=True)  # fmt: skip
-    page = tmp_path / "recipe.md"
+    page = cwd / "recipe.md"
     page.write_text(f"before\n{README_MARKERS[0]}\nSTALE\n{README_MARKERS[1]}\nafter\n")
-    out_dir = str(tmp_path / "results")
-    code, out, err = _main("search", "--study", "tiny", "--storage", storage, "--report",
-                           "--out", out_dir, "--readme", str(page))  # fmt: skip
+    code, _, err = _main("search", "--study", "tiny", "--storage", storage, "--report",
+                         "--out", str(cwd / "results"), "--readme", str(page))  # fmt: skip
     assert code == 0, err
-    summary = read_json(tmp_path / "results" / "search" / "tiny.json")
-    assert {k: v for k, v in summary["states"].items() if k != "pruned"} == {
-        "complete": 2, "fail": 1
-    }  # fmt: skip
+    summary = read_json(cwd / "results" / "search" / "tiny.json")
+    states = {k: v for k, v in summary["states"].items() if k != "pruned"}
+    assert states == {"complete": complete, "fail": fail}
     assert len(summary["reference_runs"]) == 3  # seeds 0, 1, 2 of results/holdout
-    assert (tmp_path / "results" / "search" / "tiny-front.png").stat().st_size > 0
+    assert (cwd / "results" / "search" / "tiny-front.png").stat().st_size > 0
     table = page.read_text().split(README_MARKERS[0])[1].split(README_MARKERS[1])[0]
     front = sum(row["pareto"] for row in summary["trials"])
     assert table.count("\n| ") == 2 + front + 1  # header and rule, the front, the reference
@@ -256,32 +263,8 @@ def test_a_killed_workers_trial_is_failed_then_retried_in_its_run_folder(
     failed, retry = optuna.load_study(study_name="tiny", storage=storage).trials
     assert (failed.state.name, retry.state.name) == ("FAIL", "COMPLETE")
     assert retry.params == failed.params and retry.user_attrs["run"] == 0  # its run folder
-    assert sorted(p.name for p in (tmp_path / "results" / "holdout").iterdir()) == [
-        "tiny-trial-0.json"
-    ]
-    record = read_json(tmp_path / "results" / "holdout" / "tiny-trial-0.json")
-    assert retry.values == [record["holdout_accuracy"], record["wall_seconds"] / 60]
-    assert record["config"]["validation"] == "holdout"
-    metrics = read_json(run / "metrics.json")
-    assert "test_accuracy" not in metrics and not (run / "confusion_matrix.png").exists()
-
-    # The report: summary, figure and table from the study, the reference's runs beside it.
-    shutil.copytree(REPO / "results" / "holdout", tmp_path / "results" / "holdout",
-                    dirs_exist_ok=True)  # fmt: skip
-    page = tmp_path / "recipe.md"
-    page.write_text(f"before\n{README_MARKERS[0]}\nSTALE\n{README_MARKERS[1]}\nafter\n")
-    code, out, err = _main("search", "--study", "tiny", "--storage", storage, "--report",
-                           "--out", "results", "--readme", str(page))  # fmt: skip
-    assert code == 0, err
-    summary = read_json(tmp_path / "results" / "search" / "tiny.json")
-    assert {k: v for k, v in summary["states"].items() if k != "pruned"} == {
-        "complete": 1, "fail": 1
-    }  # fmt: skip
-    assert len(summary["reference_runs"]) == 3  # seeds 0, 1, 2 of results/holdout
-    assert (tmp_path / "results" / "search" / "tiny-front.png").stat().st_size > 0
-    table = page.read_text().split(README_MARKERS[0])[1].split(README_MARKERS[1])[0]
-    assert table.count("\n| ") == 2 + 1 + 1  # header and rule, the one trial, the reference
-    assert "the reference recipe, mean of seeds 0, 1, 2" in table and "STALE" not in table
+    _assert_records(tmp_path, [failed, retry], "accuracy,minutes")
+    _assert_report(tmp_path, storage, "accuracy,minutes", complete=1, fail=1)
 
 
 # -- in-process: the space, the test set, bad input ---------------------------------------
