@@ -83,19 +83,20 @@ def encode_idx() -> Callable[[np.ndarray], bytes]:
 # processing time first; `pytest_configure` keeps this order instead of xdist's, by number of
 # tests). Seconds per file under `-n 2` on the 2-core Zen 3, most to
 # least; the other files follow in their usual order. Order only: no test changes.
-LONGEST_FILES_FIRST = (
-    "test_reproduce.py",  # ~100 s
-    "test_bench.py",  # ~90 s
-    "test_training.py",  # ~80 s
-    "test_models.py",  # ~60 s
-    "test_accuracy.py",  # ~55 s
-    "test_search.py",  # ~45 s
-    "test_compare.py",  # ~30 s
-    "test_export.py",  # ~30 s
-    "test_device_input.py",
-    "mnist_cnn.ipynb",
-    "test_cli.py",
-    "test_data.py",
+LONGEST_FILES_FIRST = (  # 2026-12-07, Zen 3, idle, summed --durations
+    "test_bench.py",  # ~115 s
+    "test_reproduce.py",  # ~115 s
+    "test_training.py",  # ~100 s
+    "test_accuracy.py",  # ~70 s
+    "test_models.py",  # ~50 s
+    "test_compare.py",  # ~35 s
+    "test_export.py",  # ~35 s
+    "mnist_cnn.ipynb",  # ~30 s
+    "test_device_input.py",  # ~30 s
+    "test_cli.py",  # ~25 s
+    "test_search.py",  # ~25 s
+    "test_data.py",  # ~25 s
+    "test_robustness.py",  # ~25 s
 )
 
 
