@@ -164,7 +164,7 @@ def test_efficientnet_b0_pads_28_to_32_inside_the_model():
     assert stem.input.shape[-1] == 1 and stem.output.shape[1:3] == (16, 16)
     # The stem sees the image at the scale the application expects: x 255, then / 255.
     x = np.random.default_rng(0).random((2, *INPUT_SHAPE), dtype=np.float32)
-    upto_stem = keras.Model(model.inputs, stem.input)
+    upto_stem = keras.Model(model.input, stem.input)  # one tensor in, as it is called
     inner = keras.ops.convert_to_numpy(upto_stem(x))[:, 2:30, 2:30]
     np.testing.assert_allclose(inner, x, rtol=1e-6)
     depthwise = [lay for lay in model.layers if isinstance(lay, layers.DepthwiseConv2D)]
