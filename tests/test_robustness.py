@@ -1,6 +1,8 @@
 """`mnist-bench robustness` / `calibrate` and the committed robustness.json and
-calibration.json of results/ and results/robust/: re-measured on a subset in the fast tier, in
-full in the slow tier."""
+calibration.json of every published folder: their arithmetic here, in the fast tier; their
+re-measurement on a subset by `reproduce --check` (test_accuracy.py: the reference's in the
+fast tier, the others' in the slow tier and in CI's `reproduce --check --variants`); in full
+in the slow tier."""
 
 import contextlib
 import dataclasses
