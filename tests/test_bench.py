@@ -358,10 +358,28 @@ def test_cli_bench_no_write(
 
 def test_device_name_and_slug() -> None:
     assert bench.device_name("/CPU:0").endswith("cpus)")
+    assert " (family " in bench.device_name("/CPU:0")
     assert bench.device_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
     assert bench.device_slug("AMD EPYC (2 cpus)") == "amd-epyc-2-cpus"
     slug = bench.device_slug()
     assert slug and all(c.isalnum() or c == "-" for c in slug) and slug == slug.lower()
+
+
+def test_two_cpus_of_one_model_name_get_two_names_and_two_files(monkeypatch) -> None:
+    """ "AMD EPYC" is a Zen 3, a Zen 4 or a Zen 5: the family and model keep their benchmark
+    files apart (one used to overwrite the other)."""
+    names = []
+    for family_model in ("25/1", "25/17"):
+        cpu = {"model_name": "AMD EPYC", "affinity_cpus": 2, "logical_cpus": 2,
+               "vendor_family_model_stepping": f"AuthenticAMD/{family_model}/1"}  # fmt: skip
+        monkeypatch.setattr(bench.core, "cpu_description", lambda cpu=cpu: cpu)
+        names.append(bench.device_name("/CPU:0"))
+    assert names == [
+        "AMD EPYC (family 25 model 1, 2 cpus)", "AMD EPYC (family 25 model 17, 2 cpus)"
+    ]  # fmt: skip
+    assert [bench.device_slug(n) for n in names] == [
+        "amd-epyc-family-25-model-1-2-cpus", "amd-epyc-family-25-model-17-2-cpus"
+    ]  # fmt: skip
 
 
 def test_entry_counts_median_gflops_and_peak_fraction() -> None:
@@ -499,14 +517,21 @@ def test_reproduction_goal_needs_both_the_time_and_the_accuracy(
         "run": "reference-seed0",
         "wall_seconds": minutes * 60,
         "test_accuracy": accuracy,
-        "provenance": {"gpus": [], "cpu": {"model_name": "AMD EPYC", "affinity_cpus": 2}},
+        "provenance": {
+            "gpus": [],
+            "cpu": {
+                "model_name": "AMD EPYC",
+                "vendor_family_model_stepping": "AuthenticAMD/25/17/1",
+                "affinity_cpus": 2,
+            },
+        },
     }
     metrics = {"published": {"run": "reference-seed0"}, "runs": [run]}
     [row, h100] = bench._reproduction_goals(metrics)
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells == [
         "30-epoch reference, 2 CPU cores", "<= 20 min, >= 99.70%",
-        f"{minutes:.1f} min, {accuracy:.2%}", met, "AMD EPYC (2 CPUs)",
+        f"{minutes:.1f} min, {accuracy:.2%}", met, "AMD EPYC (family 25 model 17, 2 CPUs)",
     ]  # fmt: skip
     assert "not measured" in h100
 
@@ -541,7 +566,14 @@ def test_readme_performance_summary_matches_the_published_files() -> None:
 
 def test_summary_shows_both_onednn_settings_and_their_ratio() -> None:
     record = {
-        "device": "Some CPU (2 cpus)",
+        "device": "Some CPU (2 cpus)",  # as files named CPUs before family and model
+        "provenance": {
+            "cpu": {
+                "model_name": "Some CPU",
+                "affinity_cpus": 2,
+                "vendor_family_model_stepping": "Vendor/6/7/1",
+            }
+        },
         "benchmarks": [
             {"name": "train/reference/onednn-on", "images_per_s": 600.0},
             {"name": "train/reference/onednn-off", "images_per_s": 300.0},
@@ -552,7 +584,9 @@ def test_summary_shows_both_onednn_settings_and_their_ratio() -> None:
         },
     }
     lines = bench.performance_summary([record]).splitlines()
-    assert lines[2] == "| Some CPU (2 cpus) | reference | 600 | 300 | 2.00x | 1.10x |"
+    assert lines[2] == (
+        "| Some CPU (family 6 model 7, 2 cpus) | reference | 600 | 300 | 2.00x | 1.10x |"
+    )
     assert len(lines) == 3  # no seed rows without their ratio
     assert "not measured" in bench.performance_summary([])
 

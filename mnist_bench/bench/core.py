@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from ..provenance import cpu_description, gpu_names
+from ..provenance import cpu_description, cpu_label, gpu_names
 
 LATENCY_WARMUPS = 3  # tracing, then the first calls that still allocate
 
@@ -26,7 +26,7 @@ class Workload:
     run: Callable[[], object]
     images: int
     flops_per_image: int | None  # None: not a compute benchmark (loading)
-    device: str  # what ran it, e.g. "AMD EPYC (2 cpus)" or "NVIDIA H100 80GB HBM3"
+    device: str  # what ran it, e.g. "AMD EPYC (family 25 model 17, 2 cpus)" or a GPU name
     info: dict[str, Any] = field(default_factory=dict)  # model, batch size, pipeline...
 
 
@@ -34,8 +34,10 @@ class Workload:
 
 
 def _cpu_name() -> str:
+    # With the family and model: "AMD EPYC" alone names a Zen 3, a Zen 4 and a Zen 5, whose
+    # times differ 2-3x (and whose benchmark files would overwrite each other).
     cpu = cpu_description()
-    return f"{cpu['model_name']} ({cpu['affinity_cpus'] or cpu['logical_cpus']} cpus)"
+    return cpu_label(cpu, more=f", {cpu['affinity_cpus'] or cpu['logical_cpus']} cpus")
 
 
 def _on_gpu(device: str | None, gpus: list[str]) -> bool:
@@ -55,8 +57,8 @@ def device_name(device: str | None = None) -> str:
     Returns
     -------
     str
-        The GPU's name, e.g. ``"NVIDIA H100 80GB HBM3"``, or the CPU model with its logical
-        CPU count, e.g. ``"AMD EPYC (2 cpus)"``.
+        The GPU's name, e.g. ``"NVIDIA H100 80GB HBM3"``, or the CPU model with its family,
+        model and logical CPU count, e.g. ``"AMD EPYC (family 25 model 17, 2 cpus)"``.
     """
     gpus = gpu_names()
     if not _on_gpu(device, gpus):
@@ -65,7 +67,8 @@ def device_name(device: str | None = None) -> str:
 
 
 def device_slug(name: str | None = None) -> str:
-    """`name` (default: `device_name()`) made safe for a file name: ``"amd-epyc-2-cpus"``."""
+    """`name` (default: `device_name()`) made safe for a file name:
+    ``"amd-epyc-family-25-model-17-2-cpus"``."""
     return re.sub(r"[^a-z0-9]+", "-", (name or device_name()).lower()).strip("-") or "device"
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import read_json, replace_marked
+from ..provenance import cpu_label
 from .suite import DEFAULT_OUT
 
 # -- reporting ----------------------------------------------------------------------------
@@ -84,6 +85,24 @@ def published_benchmarks(out_dir: str | Path = DEFAULT_OUT) -> list[dict[str, An
     return [read_json(p) for p in paths]
 
 
+def device_label(result: dict[str, Any]) -> str:
+    """The device a benchmark file was measured on: its GPU, or its CPU with family and model
+    (`provenance.cpu_label`), also for files written before the device name carried them
+    (``"AMD EPYC (2 cpus)"``: a Zen 3, a Zen 4 or a Zen 5)."""
+    cpu = result["provenance"]["cpu"]
+    if not result["device"].startswith(f"{cpu['model_name']} ("):
+        return result["device"]  # a GPU
+    return cpu_label(cpu, more=f", {cpu['affinity_cpus'] or cpu['logical_cpus']} cpus")
+
+
+def _run_device(prov: dict[str, Any]) -> str:
+    """A training run's device, from its provenance: its GPUs, or its CPU (`cpu_label`)."""
+    cpu = prov["cpu"]
+    return ", ".join(prov.get("gpus") or []) or cpu_label(
+        cpu, more=f", {cpu.get('affinity_cpus') or cpu.get('logical_cpus')} CPUs"
+    )
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
@@ -100,9 +119,7 @@ def _reproduction_goals(metrics: dict | None) -> list[str]:
         return [_goal_row("30-epoch reference, 2 CPU cores", "<= 20 min", "not yet run", None, "–")]
     prov = run["provenance"]
     gpus = prov.get("gpus") or []
-    device = (
-        ", ".join(gpus) or f"{prov['cpu']['model_name']} ({prov['cpu'].get('affinity_cpus')} CPUs)"
-    )
+    device = _run_device(prov)
     wall = run["wall_seconds"]
     rows = []
     on_h100 = any("H100" in g for g in gpus)
@@ -143,12 +160,12 @@ def performance_section(benchmarks: Sequence[dict[str, Any]], metrics: dict | No
             met = None if value is None else (value >= goal if higher else value <= goal)
             target = f"{'>=' if higher else '<='} {goal:g}" + ("x" if key is None else "")
             shown = _fmt(value, ".3g") + ("x" if key is None and value is not None else "")
-            lines.append(_goal_row(label, target, shown, met, result["device"]))
+            lines.append(_goal_row(label, target, shown, met, device_label(result)))
     for result in benchmarks:
         prov = result["provenance"]
         lines += [
             "",
-            f"**{result['device']}**: {format_peak(result['peak'])}; TensorFlow "
+            f"**{device_label(result)}**: {format_peak(result['peak'])}; TensorFlow "
             f"{prov['tensorflow']}, {_onednn_text(prov)}; rows without a determinism suffix "
             f"{_determinism_text(result)}.",
             *_gpu_suite_lines(result),
@@ -245,7 +262,7 @@ def _time_to_accuracy_lines(metrics: dict | None) -> list[str]:
     ]
     for run in runs:
         tta, prov = run["time_to_accuracy"], run["provenance"]
-        device = ", ".join(prov.get("gpus") or []) or prov["cpu"]["model_name"]
+        device = _run_device(prov)
         cells = [
             "not reached" if tta["seconds"][m] is None
             else f"{tta['seconds'][m] / 60:.1f} min (epoch {tta['epoch'][m]})"
@@ -285,7 +302,7 @@ def performance_summary(benchmarks: Sequence[dict[str, Any]]) -> str:
                 _fmt(determinism, ".2f") + ("x" if determinism is not None else ""),
             ]
             name = "notebook (`seed`)" if model == "seed" else model
-            lines.append(f"| {result['device']} | {name} | " + " | ".join(cells) + " |")
+            lines.append(f"| {device_label(result)} | {name} | " + " | ".join(cells) + " |")
     if len(lines) == 2:
         lines.append("| – | – | not measured | | | |")
     return "\n".join(lines)
