@@ -73,6 +73,15 @@ def cpu_label(cpu: Mapping[str, Any], more: str = "") -> str:
     return f"{cpu['model_name']} (family {family} model {model}{more})"
 
 
+def device_text(provenance: Mapping[str, Any]) -> str:
+    """Where a run trained, from its provenance: its GPUs, else "CPU model (family F model M,
+    N CPUs)" (`cpu_label`; the model name alone does not tell an AMD Zen 3 from a Zen 4)."""
+    cpu = provenance["cpu"]
+    return ", ".join(provenance.get("gpus") or []) or cpu_label(
+        cpu, more=f", {cpu.get('affinity_cpus') or cpu.get('logical_cpus')} CPUs"
+    )
+
+
 def machine_fingerprint() -> str:
     """A one-line identity of the floating-point environment: CPU, ISA, threads, GPUs, TF
     version and whether oneDNN is on, e.g. ``"... | tf 2.21.0 | onednn on"``; a last field

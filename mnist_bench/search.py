@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import TrainConfig
+from .provenance import device_text
 
 if TYPE_CHECKING:
     import optuna
@@ -322,17 +323,6 @@ def objective_values(record: Mapping[str, Any], objectives: Sequence[str]) -> tu
     if missing:
         raise ValueError(f"record {record['run']!r} holds no value for {missing}")
     return tuple(float(available[o]) for o in objectives)
-
-
-def device_text(provenance: Mapping[str, Any]) -> str:
-    """Where a run trained, from its provenance: its GPUs, else "CPU model (family F model M,
-    N CPUs)" (the model name alone does not tell an AMD Zen 3 from a Zen 4)."""
-    from .provenance import cpu_label
-
-    cpu = provenance["cpu"]
-    return ", ".join(provenance.get("gpus") or []) or (
-        cpu_label(cpu, more=f", {cpu.get('affinity_cpus')} CPUs")
-    )
 
 
 def run_trial(

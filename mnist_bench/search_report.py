@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._io import read_json, write_json
 from .config import TrainConfig
-from .search import OBJECTIVES, SEARCH_DIR, SETTINGS_ATTR, check_study_name, device_text
+from .provenance import device_text
+from .search import OBJECTIVES, SEARCH_DIR, SETTINGS_ATTR, check_study_name
 from .selection import recipe_changes, recorded_candidates
 
 if TYPE_CHECKING:

@@ -33,11 +33,16 @@ class Workload:
 # -- devices ------------------------------------------------------------------------------
 
 
-def _cpu_name() -> str:
-    # With the family and model: "AMD EPYC" alone names a Zen 3, a Zen 4 and a Zen 5, whose
-    # times differ 2-3x (and whose benchmark files would overwrite each other).
-    cpu = cpu_description()
+def cpu_device_name(cpu: dict[str, Any]) -> str:
+    """A benchmark's CPU device from `provenance.cpu_description()`'s dict: ``"AMD EPYC
+    (family 25 model 17, 2 cpus)"``. With the family and model: "AMD EPYC" alone names a Zen
+    3, a Zen 4 and a Zen 5, whose times differ 2-3x (and whose files would overwrite each
+    other)."""
     return cpu_label(cpu, more=f", {cpu['affinity_cpus'] or cpu['logical_cpus']} cpus")
+
+
+def _cpu_name() -> str:
+    return cpu_device_name(cpu_description())
 
 
 def _on_gpu(device: str | None, gpus: list[str]) -> bool:

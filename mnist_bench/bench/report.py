@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from .._io import read_json, replace_marked
-from ..provenance import cpu_label
+from ..provenance import device_text
+from .core import cpu_device_name
 from .suite import DEFAULT_OUT
 
 # -- reporting ----------------------------------------------------------------------------
@@ -87,20 +88,12 @@ def published_benchmarks(out_dir: str | Path = DEFAULT_OUT) -> list[dict[str, An
 
 def device_label(result: dict[str, Any]) -> str:
     """The device a benchmark file was measured on: its GPU, or its CPU with family and model
-    (`provenance.cpu_label`), also for files written before the device name carried them
+    (`core.cpu_device_name`), also for files written before the device name carried them
     (``"AMD EPYC (2 cpus)"``: a Zen 3, a Zen 4 or a Zen 5)."""
     cpu = result["provenance"]["cpu"]
     if not result["device"].startswith(f"{cpu['model_name']} ("):
         return result["device"]  # a GPU
-    return cpu_label(cpu, more=f", {cpu['affinity_cpus'] or cpu['logical_cpus']} cpus")
-
-
-def _run_device(prov: dict[str, Any]) -> str:
-    """A training run's device, from its provenance: its GPUs, or its CPU (`cpu_label`)."""
-    cpu = prov["cpu"]
-    return ", ".join(prov.get("gpus") or []) or cpu_label(
-        cpu, more=f", {cpu.get('affinity_cpus') or cpu.get('logical_cpus')} CPUs"
-    )
+    return cpu_device_name(cpu)
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -119,7 +112,7 @@ def _reproduction_goals(metrics: dict | None) -> list[str]:
         return [_goal_row("30-epoch reference, 2 CPU cores", "<= 20 min", "not yet run", None, "–")]
     prov = run["provenance"]
     gpus = prov.get("gpus") or []
-    device = _run_device(prov)
+    device = device_text(prov)
     wall = run["wall_seconds"]
     rows = []
     on_h100 = any("H100" in g for g in gpus)
@@ -262,7 +255,7 @@ def _time_to_accuracy_lines(metrics: dict | None) -> list[str]:
     ]
     for run in runs:
         tta, prov = run["time_to_accuracy"], run["provenance"]
-        device = _run_device(prov)
+        device = device_text(prov)
         cells = [
             "not reached" if tta["seconds"][m] is None
             else f"{tta['seconds'][m] / 60:.1f} min (epoch {tta['epoch'][m]})"
