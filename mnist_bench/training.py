@@ -52,6 +52,7 @@ from .augment import (  # noqa: F401 (the helpers tests and users import from he
     random_erasing,
     random_photometric,
 )
+from .batch_norm import recalibrate_batch_norm
 from .config import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, POST_TRAINING_FIELDS, TrainConfig
 from .data import MnistData, load_mnist
 from .device_input import DeviceTrainer
@@ -281,52 +282,6 @@ class WeightAverage(keras.callbacks.Callback):
         finally:
             for source, value in zip(self.sources, last, strict=True):
                 source.assign(value)
-
-
-# -- batch-norm recalibration ---------------------------------------------------------------
-
-
-def recalibrate_batch_norm(model: keras.Model, images: np.ndarray, batch_size: int = 1024) -> int:
-    """Set each batch-norm layer's moving mean and variance to the exact mean and (biased)
-    variance of its inputs over `images`, computed in inference mode, layer by layer in
-    model order (each layer sees the statistics already fixed before it).
-
-    Why: the moving averages are gathered during training, on augmented images and with
-    dropout on, neither of which is there at inference; dropout before a batch-norm layer
-    even shifts its input's variance (Li et al. 2019, "Understanding the disharmony between
-    dropout and batch normalization"). images: float32 (N, 28, 28, 1), the clean training
-    images. Only the model's own (top-level) layers are visited. Returns how many layers
-    were recalibrated (0 for a model without batch norm, which is left unchanged).
-    """
-    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    logger, level = tf.get_logger(), tf.get_logger().level
-    # One traced function per layer is intended: TensorFlow would warn about "retracing"
-    # from the fifth on, in every training run's output.
-    logger.setLevel("ERROR")
-    try:
-        for layer in layers:
-            _recalibrate_layer(model, layer, images, batch_size)
-    finally:
-        logger.setLevel(level)
-    return len(layers)
-
-
-def _recalibrate_layer(
-    model: keras.Model, layer: keras.layers.Layer, images: np.ndarray, batch_size: int
-) -> None:
-    if layer.axis not in (-1, len(layer.input.shape) - 1):
-        raise ValueError(f"{layer.name}: only channels-last batch norm can be recalibrated")
-    features = keras.Model(model.inputs, layer.input)
-    forward = tf.function(lambda x: features(x, training=False))
-    total = total_sq = 0.0
-    count = 0
-    for start in range(0, len(images), batch_size):
-        a = forward(images[start : start + batch_size]).numpy().astype(np.float64)
-        a = a.reshape(-1, a.shape[-1])
-        total, total_sq, count = total + a.sum(0), total_sq + (a * a).sum(0), count + len(a)
-    mean = total / count
-    layer.moving_mean.assign(mean.astype(np.float32))
-    layer.moving_variance.assign((total_sq / count - mean**2).astype(np.float32))
 
 
 def _revalidated(row: dict, model: keras.Model, val: tf.data.Dataset) -> dict:

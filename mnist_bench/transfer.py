@@ -38,11 +38,12 @@ import keras
 import numpy as np
 
 from ._io import write_json
+from .batch_norm import recalibrate_batch_norm
 from .config import FinetuneConfig
 from .images import ImageError, read_image_file
 from .models import save_model
 from .preprocess import IMAGE_SIZE, prepare_digit, preprocess_images
-from .training import recalibrate_batch_norm, seed_everything
+from .training import seed_everything
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # image_dataset_from_directory's, less bmp/gif
 CLASS_NAMES = tuple(str(d) for d in range(10))

@@ -32,7 +32,6 @@ from mnist_bench.training import (
     random_distortion,
     random_erasing,
     random_photometric,
-    recalibrate_batch_norm,
     split_data,
 )
 
@@ -314,48 +313,6 @@ def test_finishing_from_a_bad_checkpoint_changes_nothing_in_the_folder(mnist, on
     with pytest.raises(ValueError, match=r"checkpoint\.npz: unreadable or incompatible"):
         train(tiny_config(epochs=1, seed=0), mnist, folder)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
-
-
-def _model_with_batch_norm_after_dropout():
-    import keras
-
-    return keras.Sequential(
-        [
-            keras.Input((4,)),
-            keras.layers.Dense(3, kernel_initializer="ones"),
-            keras.layers.BatchNormalization(),
-            keras.layers.Dropout(0.5, seed=1),
-            keras.layers.Dense(2),
-            keras.layers.BatchNormalization(),
-        ]
-    )
-
-
-@settings(max_examples=10, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1))
-def test_recalibrated_statistics_are_those_of_the_inputs_in_inference_mode(seed):
-    model = _model_with_batch_norm_after_dropout()
-    x = np.random.default_rng(seed).normal(2.0, 3.0, (700, 4)).astype(np.float32)
-    assert recalibrate_batch_norm(model, x, batch_size=128) == 2  # uneven last batch
-    dense1, bn1, _, dense2, bn2 = model.layers
-    # By hand, in float64: the first layer's inputs, then the second's with the first one
-    # normalizing by its new statistics and dropout off (inference).
-    h = x.astype(np.float64) @ dense1.kernel.numpy() + dense1.bias.numpy()
-    np.testing.assert_allclose(bn1.moving_mean.numpy(), h.mean(0), rtol=1e-5)
-    np.testing.assert_allclose(bn1.moving_variance.numpy(), h.var(0), rtol=1e-4)
-    normalized = (h - h.mean(0)) / np.sqrt(h.var(0) + bn1.epsilon)  # gamma 1, beta 0
-    z = normalized @ dense2.kernel.numpy() + dense2.bias.numpy()
-    np.testing.assert_allclose(bn2.moving_mean.numpy(), z.mean(0), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(bn2.moving_variance.numpy(), z.var(0), rtol=1e-4)
-
-
-def test_a_model_without_batch_norm_is_left_alone(small_xy):
-    from mnist_bench import build_model
-
-    model = build_model("seed")
-    before = weights_digest(model)
-    assert recalibrate_batch_norm(model, small_xy[0]) == 0
-    assert weights_digest(model) == before
 
 
 # -- outputs ------------------------------------------------------------------------------
