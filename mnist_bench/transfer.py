@@ -21,7 +21,7 @@ peak rate, so the MNIST features are adjusted rather than overwritten; a fixed n
 whatever the number of images, batches drawn from shuffled passes over them. ``layers="head"``
 trains only the last Dense layer; ``layers="scratch"`` re-initialises the same network and
 trains all of it, batch norm included, whose statistics are then set to those of the
-training images (`training.recalibrate_batch_norm`: after a few hundred steps the moving
+training images (`batch_norm.recalibrate_batch_norm`: after a few hundred steps the moving
 averages are still far from them); the baseline of the transfer experiment.
 """
 
