@@ -42,7 +42,7 @@ from .config import CONFIG_FILE, METRICS_FILE, TIME_TO_ACCURACY_MARKS, TrainConf
 from .evaluation import evaluate, predict
 from .models import H5_NAME, KERAS_NAME, h5_published, load_model, weights_digest
 from .plots import plot_history, plot_report
-from .provenance import provenance
+from .provenance import cpu_label, provenance
 from .published import recipe_name
 from .selection import accuracy_summary
 
@@ -348,7 +348,8 @@ def _device_line(prov: dict) -> str:
     commit = git.get("commit", "")[:10] or "unknown"
     dirty = " (uncommitted changes)" if git.get("dirty") else ""
     return (
-        f"Trained on {cpu['model_name']} ({cpus} CPUs), {gpus}; TensorFlow {prov['tensorflow']}, "
+        f"Trained on {cpu_label(cpu, more=f', {cpus} CPUs')}, {gpus}; "
+        f"TensorFlow {prov['tensorflow']}, "
         f"Keras {prov['keras']}, Python {prov['python']}; commit {commit}{dirty}."
     )
 

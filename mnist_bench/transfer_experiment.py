@@ -32,6 +32,7 @@ import numpy as np
 from ._io import read_json, write_json
 from .evaluation import predict
 from .preprocess import prepare_photo
+from .provenance import device_text
 from .transfer import FinetuneConfig, finetune
 
 SHOTS = (1, 5, 10, 50)  # labelled digits per class
@@ -235,8 +236,7 @@ def transfer_table(content: dict[str, Any]) -> str:
             f"| {min(len(tuned), len(scratch))} |"
         )
     setup, prov = content["setup"], content["provenance"]
-    cpu = prov.get("cpu", {}).get("model_name", "unknown CPU")
-    cpu += f" ({prov.get('cpu', {}).get('logical_cpus', '?')} CPUs)"
+    cpu = device_text(prov) if "cpu" in prov else "an unknown machine"
     seconds = sum(p["seconds"] for p in content["points"].values())
     state = "" if content["complete"] else " Incomplete: run the command again to finish."
     return "\n".join(rows) + (

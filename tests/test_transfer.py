@@ -221,7 +221,8 @@ def _content(points: list[tuple[str, int, int, float]]) -> dict:
             for m, k, s, a in points
         },
         "complete": True, "n_pool": 500, "n_held_out": 1297,
-        "provenance": {"cpu": {"model_name": "Test CPU", "logical_cpus": 2}},
+        "provenance": {"cpu": {"model_name": "Test CPU", "logical_cpus": 2,
+                               "vendor_family_model_stepping": "AuthenticAMD/25/1/1"}},
     }  # fmt: skip
 
 
@@ -236,7 +237,8 @@ def test_table_is_generated_from_the_points():
     table = transfer_table(content)
     assert "| 1 | 90.00% | 70.00% ± 14.14% | 20.00% ± 14.14% | 2 |" in table
     assert "| 10 | 90.00% | 99.00% ± 0.00% | 50.00% ± 0.00% | 1 |" in table
-    assert "Test CPU (2 CPUs)" in table and "Incomplete" not in table
+    assert "on Test CPU (family 25 model 1, 2 CPUs)." in table  # a Zen 3 told from a Zen 4
+    assert "Incomplete" not in table
 
 
 def test_committed_experiment_fine_tuning_beats_no_labels_at_10_per_class():
