@@ -53,8 +53,8 @@ def recalibrate_batch_norm(
     nodes = _graph_nodes(model)
     positions = [i for i, node in enumerate(nodes) if _is_batch_norm(node)]
     for position in positions:
-        layer = nodes[position].operation
-        if layer.axis not in (-1, len(layer.input.shape) - 1):
+        layer, (layer_input,) = nodes[position].operation, nodes[position].input_tensors
+        if layer.axis not in (-1, len(layer_input.shape) - 1):
             raise ValueError(f"{layer.name}: only channels-last batch norm can be recalibrated")
     consumers = _consumer_counts(nodes)
     producers = {id(t): node for node in nodes for t in keras.tree.flatten(node.output_tensors)}
@@ -108,7 +108,7 @@ def _consumer_counts(nodes: Sequence) -> dict[int, int]:
 def _cut(nodes: Sequence, inputs: Sequence, position: int, last: int, consumers: dict) -> list:
     """The tensors made before nodes[position] (or model inputs) and read by it or by a later
     node up to `last` (the last batch-norm layer), a single-consumer batch-norm output replaced
-    by its input."""
+    by its input (a read-twice one stays: the module docstring says why)."""
     made = {id(t): t for t in inputs}
     replaced = {}  # a single-consumer batch-norm output -> that layer's input
     for node in nodes[:position]:
