@@ -68,11 +68,10 @@ def recalibrate_batch_norm(
         for position in positions:
             cut = _cut(nodes, inputs, position, positions[-1], consumers)
             keep = _nbytes(cut, len(images)) <= cache_bytes
-            (layer_input,) = keras.tree.flatten(nodes[position].input_tensors)
+            layer, (layer_input,) = nodes[position].operation, nodes[position].input_tensors
             mean, variance, values = _pass(
                 kept, cut if keep else [], layer_input, images, batch_size, producers
             )
-            layer = nodes[position].operation
             layer.moving_mean.assign(mean.astype(np.float32))
             layer.moving_variance.assign(variance.astype(np.float32))
             if keep:
