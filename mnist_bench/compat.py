@@ -2,8 +2,8 @@
 
 As scikit-learn's CI does for its minimum dependencies, each supported version set runs in an
 environment of its own (tox envs ``tf-min``, ``tf-mid``, ``tf-latest``: the oldest TensorFlow
-pyproject.toml allows, one between, the newest, each with the Keras and numpy pip brings for
-it). In each, `run_compat` runs the user's first steps as separate processes of that
+pyproject.toml allows with every other lower bound, Keras' and numpy's included; one between;
+the newest; the last two with the Keras and numpy pip brings for them). In each, `run_compat` runs the user's first steps as separate processes of that
 environment's Python and records the outcome:
 
 1. ``mnist-bench reproduce --check``: the committed results, re-measured;

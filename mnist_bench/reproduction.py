@@ -40,7 +40,14 @@ from ._io import atomic_path, read_json, read_marked, replace_marked, write_json
 from .compare import EXACT, compare
 from .config import CONFIG_FILE, METRICS_FILE, TIME_TO_ACCURACY_MARKS, TrainConfig
 from .evaluation import evaluate, predict
-from .models import H5_NAME, KERAS_NAME, h5_published, load_model, weights_digest
+from .models import (
+    H5_NAME,
+    KERAS_NAME,
+    h5_published,
+    load_model,
+    newer_keras_needed,
+    weights_digest,
+)
 from .plots import plot_history, plot_report
 from .provenance import cpu_label, provenance
 from .published import recipe_name
@@ -267,7 +274,8 @@ def _check_published_model(
     try:
         model = keras.models.load_model(path)
     except Exception as exc:  # Keras raises many types for a bad file
-        return [f"{path}: not a loadable Keras model ({type(exc).__name__}: {exc})"]
+        what = newer_keras_needed(path) or "not a loadable Keras model"
+        return [f"{path}: {what} ({type(exc).__name__}: {exc})"]
     loaded[name] = model
     digest = weights_digest(model)
     key = json.dumps(model.get_config(), sort_keys=True, default=str) + digest

@@ -43,7 +43,7 @@ from .evaluation import (
     reliability_bins,
     with_temperature,
 )
-from .models import weights_digest
+from .models import newer_keras_needed, weights_digest
 
 if TYPE_CHECKING:
     import keras
@@ -567,8 +567,9 @@ def check_calibration(
         try:
             calibrated = keras.models.load_model(calibrated_path)
         except Exception as exc:  # Keras raises many types for a bad file
+            what = newer_keras_needed(calibrated_path) or "not loadable"
             return [*map(str, problems),
-                    f"{calibrated_path}: not loadable ({type(exc).__name__}: {exc})"]  # fmt: skip
+                    f"{calibrated_path}: {what} ({type(exc).__name__}: {exc})"]  # fmt: skip
         temperature = record["temperature"]
         # The model stores 1 / T: 1 / (1 / T) may differ from T in its last bits.
         round_trip = Rule("float64", 1e-12 * abs(temperature), "1 / (1 / T) in float64")

@@ -55,8 +55,8 @@ def test_cli_readme_needs_report(capsys):
 
 
 def test_the_oldest_environment_is_pyprojects_lower_bound():
-    """tox's tf-min pins the oldest TensorFlow that pyproject.toml admits: the lower bound is
-    one the matrix checked."""
+    """tox's tf-min pins the oldest TensorFlow that pyproject.toml admits, and the other lower
+    bounds with it (Keras' among them): each bound is one the matrix checked."""
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     (bound,) = [re.search(r">=([\d.]+)", d).group(1) for d in deps if d.startswith("tensorflow")]
     tox = configparser.ConfigParser(interpolation=None)
@@ -65,10 +65,15 @@ def test_the_oldest_environment_is_pyprojects_lower_bound():
     pins = dict(line.strip().split(": tensorflow==") for line in lines if ": tensorflow==" in line)
     # tf-min pins every other lower bound too (scikit-learn's minimum-dependencies build)
     lowest = {re.split(r"[<>=!~; ]", d)[0]: re.search(r">=([\d.]+)", d) for d in deps}
+    pinned = set()
     for line in lines:
         if line.strip().startswith("min:") and "tensorflow" not in line:
             name, version = line.split(":", 1)[1].strip().split("==")
             assert version.startswith(lowest[name].group(1)), (name, version)
+            pinned.add(name)
+    # Keras is pinned too: left to pip, tf-min got the newest Keras, and a Keras too old to
+    # read the published models went unnoticed (TensorFlow 2.16 admits Keras 3.0).
+    assert {"keras", "numpy"} <= pinned, pinned
     assert pins["min"].startswith(bound + ".") or pins["min"] == bound, (bound, pins)
     assert sorted(pins, key=lambda k: [int(x) for x in pins[k].split(".")]) == [
         "min",
@@ -89,3 +94,19 @@ def test_every_committed_environment_passed_every_step():
         record = read_json(path)
         failed = [name for name, step in record["steps"].items() if not step["passed"]]
         assert not failed, f"{path}: {failed}"
+
+
+def test_the_committed_oldest_environment_ran_with_toxs_pins():
+    """results/compat/tf-min.json is the matrix's record of the pins tox.ini holds now: a pin
+    moved (a lower bound raised) without running `tox -e tf-min` again fails here."""
+    from mnist_bench._io import read_json
+
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(ROOT / "tox.ini")
+    pins = {}
+    for line in tox["testenv:tf-{min,mid,latest}"]["deps"].strip().splitlines():
+        if line.strip().startswith("min:"):
+            name, version = line.split(":", 1)[1].strip().split("==")
+            pins[name] = version
+    recorded = read_json(ROOT / "results" / COMPAT_DIR / "tf-min.json")["versions"]
+    assert {name: recorded.get(name) for name in pins} == pins, "run `tox -e tf-min`"

@@ -1,14 +1,19 @@
-"""The shape of the package (../shared/ARCHITECTURE.md): no two modules import each other, and
-measuring code does not import training. Read from the source with `ast`, every import
-counted: absolute and relative, at module level and inside functions (lazy imports), but not
-those under ``if TYPE_CHECKING:`` (they never run)."""
+"""The shape of the package (../shared/ARCHITECTURE.md): no two modules import each other,
+measuring code does not import training, and every library the package imports is one it
+declares. Read from the source with `ast`, every import counted: absolute and relative, at
+module level and inside functions (lazy imports), but not those under ``if TYPE_CHECKING:``
+(they never run)."""
 
 from __future__ import annotations
 
 import ast
+import re
+import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+import tomllib
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mnist_bench"
 
@@ -121,3 +126,40 @@ def test_weights_digest_lives_with_the_models_and_keeps_its_old_homes():
 
     assert mnist_bench.weights_digest is models.weights_digest is training.weights_digest
     assert models.weights_digest.__module__ == "mnist_bench.models.saving"
+
+
+def _third_party_imports() -> set[str]:
+    """Top-level names of the libraries the package imports (standard library left out)."""
+    names = set()
+    for path in MODULES.values():
+        for node in _import_nodes(ast.parse(path.read_text()), lazy=True):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.partition(".")[0] for alias in node.names}
+            elif node.level == 0 and node.module:
+                names.add(node.module.partition(".")[0])
+    return names - set(sys.stdlib_module_names) - {"mnist_bench"}
+
+
+def _distribution(requirement: str) -> str:
+    """The normalised project name of a requirement string, e.g. "scikit-learn>=1.3" ->
+    "scikit-learn"."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]).lower()
+
+
+def test_every_library_the_package_imports_is_declared():
+    """A library imported but left to arrive with another one (Keras with TensorFlow) has no
+    lower bound of its own: pip keeps whatever version is installed, and the version matrix
+    never tries the oldest one. Checked against pyproject.toml's dependencies and extras."""
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+    declared = {_distribution(r) for r in project["dependencies"]}
+    declared |= {_distribution(r) for extra in project["optional-dependencies"].values()
+                 for r in extra}  # fmt: skip
+    providers = metadata.packages_distributions()  # top-level name -> distributions
+    imported = _third_party_imports()
+    assert {"keras", "tensorflow", "numpy"} <= imported  # the scan sees the imports
+    undeclared = {
+        name: providers.get(name)
+        for name in imported
+        if not {_distribution(d) for d in providers.get(name, [name])} & declared
+    }
+    assert undeclared == {}, "imported by mnist_bench, missing from pyproject.toml"

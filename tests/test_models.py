@@ -7,10 +7,12 @@ import os
 import re
 import shutil
 import warnings
+import zipfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -30,6 +32,7 @@ from mnist_bench.models import (
     h5_round_trips,
     model_option_defaults,
     model_options,
+    newer_keras_needed,
 )
 
 BUILDERS = {
@@ -428,6 +431,52 @@ def test_load_model_errors_name_the_path(tmp_path, make, message):
     with pytest.raises(ValueError, match=re.escape(message)) as e:
         load_model(path)
     assert str(path) in str(e.value)
+
+
+def _from_keras(version: str, path: Path) -> Path:
+    """A small model saved at `path` (.keras or .h5) as a Keras `version` would have saved it:
+    the file records that version, and its Dense layer carries an argument this Keras does
+    not know (as the published models' initializers carry `input_axes`, new in Keras 3.15)."""
+    model = keras.Sequential([keras.Input((4,)), layers.Dense(2, name="dense")])
+    if path.suffix == ".keras":
+        model.save(path)
+        with zipfile.ZipFile(path) as archive:
+            files = {name: archive.read(name) for name in archive.namelist()}
+        config = json.loads(files["config.json"])
+        config["config"]["layers"][-1]["config"]["from_the_future"] = 1
+        files["config.json"] = json.dumps(config).encode()
+        files["metadata.json"] = json.dumps({"keras_version": version}).encode()
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, data in files.items():
+                archive.writestr(name, data)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Keras' "HDF5 is legacy" warning
+            model.save(path)
+        with h5py.File(path, "r+") as f:
+            config = json.loads(f.attrs["model_config"])
+            config["config"]["layers"][-1]["config"]["from_the_future"] = 1
+            f.attrs["model_config"] = json.dumps(config)
+            f.attrs["keras_version"] = version
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_model_from_a_newer_keras_names_both_versions_and_the_upgrade(tmp_path, suffix):
+    path = _from_keras("99.0.1", tmp_path / f"model{suffix}")
+    with pytest.raises(ValueError) as e:
+        load_model(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}: saved by Keras 99.0.1, not readable by the older Keras")
+    assert f"Keras {keras.__version__} installed here" in message
+    assert "pip install --upgrade 'keras>=99.0.1'" in message and "from_the_future" in message
+    assert message.startswith(f"{path}: {newer_keras_needed(path)} (")  # what checks add too
+    # The same file recorded as written by this Keras: no upgrade to suggest, Keras' error.
+    path = _from_keras(keras.__version__, tmp_path / f"same{suffix}")
+    assert newer_keras_needed(path) is None
+    with pytest.raises(ValueError, match=re.escape(f"{path}: not a readable Keras model")) as e:
+        load_model(path)
+    assert "pip install" not in str(e.value)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -29,6 +29,7 @@ from .saving import (
     h5_published,
     h5_round_trips,
     load_model,
+    newer_keras_needed,
     save_model,
     weights_digest,
 )
@@ -37,7 +38,7 @@ __all__ = [
     "H5_NAME", "INPUT_SHAPE", "KERAS_NAME", "MODEL_NAMES", "NUM_CLASSES", "build_efficientnet_b0",
     "build_model", "build_reference", "build_resnet20", "build_seed", "h5_published",
     "h5_round_trips", "load_model", "model_flops", "model_option_defaults", "model_options",
-    "save_model", "weights_digest",
+    "newer_keras_needed", "save_model", "weights_digest",
 ]  # fmt: skip
 
 _BUILDERS: dict[str, Callable[..., keras.Model]] = {

@@ -4,6 +4,8 @@ that identifies a model's weights across processes."""
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -122,6 +124,46 @@ def load_model(path: str | Path) -> keras.Model:
     try:
         return keras.models.load_model(path)
     except Exception as exc:  # Keras raises many types (OSError, ValueError, zipfile errors...)
-        raise ValueError(
-            f"{path}: not a readable Keras model ({type(exc).__name__}: {exc})"
-        ) from exc
+        what = newer_keras_needed(path) or "not a readable Keras model"
+        raise ValueError(f"{path}: {what} ({type(exc).__name__}: {exc})") from exc
+
+
+def newer_keras_needed(path: str | Path) -> str | None:
+    """Why `path` may not load here when the Keras that saved it is newer than this one:
+    "saved by Keras 3.15.1, not readable by the older Keras 3.14.0 installed here: pip install
+    --upgrade 'keras>=3.15.1'"; None when it is not (or the file does not say).
+
+    An older Keras meets arguments it does not know (Keras 3.14 and the published models'
+    initializers, for one) and says only that deserialising failed: callers add this to the
+    error of a model that did not load.
+    """
+    saved = _saved_by(Path(path))
+    if saved is None or _release(saved) <= _release(keras.__version__):
+        return None
+    return (
+        f"saved by Keras {saved}, not readable by the older Keras {keras.__version__} installed "
+        f"here: pip install --upgrade 'keras>={saved}'"
+    )
+
+
+def _saved_by(path: Path) -> str | None:
+    """The Keras version that wrote `path`, as the file records it (a .keras archive's
+    metadata.json, an .h5 file's ``keras_version`` attribute); None where it records none."""
+    try:
+        if path.suffix == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                return str(json.loads(archive.read("metadata.json"))["keras_version"])
+        import h5py  # Keras' own HDF5 reader
+
+        with h5py.File(path, "r") as f:
+            version = f.attrs.get("keras_version")
+        if isinstance(version, bytes):
+            version = version.decode()
+        return None if version is None else str(version)
+    except Exception:  # a damaged file: the caller reports Keras' own error
+        return None
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """The release numbers of a version string: "3.15.1" -> (3, 15, 1)."""
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:3])
