@@ -3,8 +3,9 @@
 As scikit-learn's CI does for its minimum dependencies, each supported version set runs in an
 environment of its own (tox envs ``tf-min``, ``tf-mid``, ``tf-latest``: the oldest TensorFlow
 pyproject.toml allows with every other lower bound, Keras' and numpy's included; one between;
-the newest; the last two with the Keras and numpy pip brings for them). In each, `run_compat` runs the user's first steps as separate processes of that
-environment's Python and records the outcome:
+the newest; the last two with the Keras and numpy pip brings for them). In each, `run_compat`
+runs the user's first steps as separate processes of that environment's Python and records
+the outcome:
 
 1. ``mnist-bench reproduce --check``: the committed results, re-measured;
 2. a 1-epoch training of the notebook's model (seed 0), which must reach `ONE_EPOCH_THRESHOLD`;
