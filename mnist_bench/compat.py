@@ -11,7 +11,9 @@ the outcome:
 2. a 1-epoch training of the notebook's model (seed 0), which must reach `ONE_EPOCH_THRESHOLD`;
 3. the notebook under nbval (``pytest --nbval notebooks``);
 4. ``mnist-bench export`` of the published model to LiteRT, then ``mnist-bench predict`` of a
-   test digit with the exported file.
+   test digit with the exported file;
+5. ``mnist-bench search``: one tiny trial of an Optuna study in an SQLite file (Optuna and
+   SQLAlchemy at the versions installed), then ``--report`` (its summary and figure).
 
     tox -e tf-min,tf-mid,tf-latest                      # each writes results/compat/<env>.json
     mnist-bench compat --report --readme README.md      # the "checked on" table from those files
@@ -35,9 +37,16 @@ COMPAT_DIR = "compat"  # under the results folder: one <env>.json per environmen
 # (tests/test_accuracy.py); 0.5 points of margin for other kernels and versions.
 ONE_EPOCH_THRESHOLD = 0.973
 PACKAGES = ("tensorflow", "keras", "numpy", "scipy", "scikit-learn", "scikit-image", "matplotlib",
-            "pillow", "ai-edge-litert")  # fmt: skip
+            "pillow", "absl-py", "h5py", "optuna", "sqlalchemy", "ai-edge-litert")  # fmt: skip
 README_MARKERS = ("<!-- versions-table -->", "<!-- /versions-table -->")
-STEPS = ("reproduce --check", "1-epoch training", "notebook (nbval)", "export + predict")
+STEPS = ("reproduce --check", "1-epoch training", "notebook (nbval)", "export + predict",
+         "search (Optuna)")  # fmt: skip
+# The cheapest candidate of the search space, one epoch on 1,000 images: the step checks that
+# Optuna and SQLAlchemy work with the package, not what the search finds.
+TINY_SEARCH = ("--fix", "epochs=1", "--fix", "convs_per_stage=1,1,1", "--fix", "widths=16,32,64",
+               "--fix", "augment_scale=0", "--fix", "augment_on=host",
+               "--fix", "weight_averaging=null", "--fix", "recalibrate_batch_norm=false",
+               "--train-subset", "1000", "--holdout-size", "500")  # fmt: skip
 _TAIL = 2_000  # characters of a failed step's output kept in the record
 
 
@@ -76,7 +85,7 @@ def run_compat(
     timeout: float = 900.0,
     progress: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the four steps (module docstring) with this Python, in the checkout `repo`.
+    """Run the five steps (module docstring) with this Python, in the checkout `repo`.
 
     Parameters
     ----------
@@ -103,6 +112,7 @@ def run_compat(
     with tempfile.TemporaryDirectory(prefix="mnist-bench-compat-") as tmp:
         tmp_dir = Path(tmp)
         run, tflite, digit = tmp_dir / "one-epoch", tmp_dir / "model.tflite", tmp_dir / "d.png"
+        search = ("--study", "compat", "--out", str(tmp_dir / "search"), *data)
         label = _write_digit(digit, data_dir)
         plan: list[tuple[str, list[str], Callable[[str], tuple[bool, str]]]] = [
             ("reproduce --check", cli_argv("reproduce", "--check", *data),
@@ -117,6 +127,9 @@ def run_compat(
                                       "--out", str(tflite), "--results", str(tmp_dir / "e.json"),
                                       *data),
              lambda out: _predicts(tflite, digit, label, repo, timeout)),
+            ("search (Optuna)", cli_argv("search", *search, "--trials", "1", *TINY_SEARCH,
+                                         "--runs", str(tmp_dir / "search-runs")),
+             lambda out: _search_report(search, tmp_dir / "search", repo, timeout)),
         ]  # fmt: skip
         for name, argv, judge in plan:
             code, output, seconds = run_process(argv, cwd=repo, timeout=timeout)
@@ -152,6 +165,18 @@ def _predicts(
     rows = [line.split() for line in output.splitlines() if line.startswith(str(digit))]
     got = rows[0][1] if code == 0 and rows else None
     return got == str(label), f"LiteRT file predicts {got} for a {label}"
+
+
+def _search_report(
+    search: tuple[str, ...], out_dir: Path, repo: Path, timeout: float
+) -> tuple[bool, str]:
+    code, output, _ = run_process(cli_argv("search", *search, "--report"), cwd=repo,
+                                  timeout=timeout)  # fmt: skip
+    summary = out_dir / "search" / "compat.json"
+    if code != 0 or not summary.is_file():
+        return False, f"search --report: exit {code}: {output.strip()[-300:]}"
+    trials = read_json(summary)["trials"]
+    return len(trials) == 1, f"{len(trials)} trial recorded and reported"
 
 
 def write_compat(record: Mapping[str, Any], path: str | Path) -> Path:
@@ -192,5 +217,5 @@ def compat_table(results_dir: str | Path = "results") -> str:
     lines += ["", f"{held}Run by `tox -e {','.join(records)}` on "
               f"{', '.join(cpus)}: `reproduce --check`, a 1-epoch training of the notebook's "
               f"model (>= {ONE_EPOCH_THRESHOLD:.1%}), the notebook under nbval, a LiteRT export "
-              "and `predict` with it."]  # fmt: skip
+              "and `predict` with it, one trial of an Optuna study and its report."]  # fmt: skip
     return "\n".join(lines)

@@ -64,6 +64,12 @@ SEED_1EP_PINS = {  # machine fingerprint -> what that machine gives, exactly
         "test_accuracy": 0.9772,
         "weights_digest": "9e6034ccf5e08f4e8f581bd112785bb8dd44bf1cdef635c0e74345a538dc473a",
     },
+    # 2026-12-07, AMD EPYC Zen 1 (family 23 model 1, AVX2, no AVX-512, oneDNN on), run
+    # twice: the Zen 3 bits above (both oneDNN's AVX2 kernels).
+    "AMD EPYC | AuthenticAMD/23/1/2 | avx,avx2,fma | 2 cpus | gpu: none | tf 2.21.0 | onednn on": {
+        "test_accuracy": 0.9772,
+        "weights_digest": "9e6034ccf5e08f4e8f581bd112785bb8dd44bf1cdef635c0e74345a538dc473a",
+    },
     # 2026-11-30, Intel Xeon (family 6 model 207, AVX-512 VNNI, oneDNN on), run twice: the
     # same bits as the Zen 4 pin above (both oneDNN's AVX-512 kernels).
     "Intel(R) Xeon(R) Processor | GenuineIntel/6/207/2 | avx,avx2,avx512_vnni,avx512f,fma"
