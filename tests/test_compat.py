@@ -10,16 +10,14 @@ import pytest
 import tomllib
 
 from mnist_bench.cli import main
-from mnist_bench.compat import COMPAT_DIR, ONE_EPOCH_THRESHOLD, compat_table, versions
+from mnist_bench.compat import COMPAT_DIR, ONE_EPOCH_THRESHOLD, STEPS, compat_table, versions
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ("reproduce --check", "1-epoch training", "notebook (nbval)", "export + predict")
 
 
-def _record(tf: str, numpy: str, passed: bool = True) -> dict:
-    steps = {
-        name: {"passed": passed, "seconds": 1.0, "detail": "", "command": ""} for name in STEPS
-    }
+def _record(tf: str, numpy: str, passed: bool = True, seconds: float = 60.4) -> dict:
+    step = {"passed": passed, "seconds": seconds, "detail": "", "command": ""}
+    steps = {name: dict(step) for name in STEPS}
     return {
         "versions": {"python": "3.11.7", "tensorflow": tf, "keras": "3.15.1", "numpy": numpy},
         "steps": steps,
@@ -37,14 +35,15 @@ def test_table_has_a_row_per_environment_and_marks_failures(tmp_path):
     from mnist_bench._io import write_json
 
     write_json(tmp_path / COMPAT_DIR / "tf-min.json", _record("2.16.2", "1.26.4", passed=False))
-    write_json(tmp_path / COMPAT_DIR / "tf-latest.json", _record("2.21.0", "2.4.6"))
+    write_json(tmp_path / COMPAT_DIR / "tf-latest.json", _record("2.21.0", "2.4.6", seconds=75.0))
     table = compat_table(tmp_path).splitlines()
     assert table[0].startswith("| environment | TensorFlow | Keras | numpy | Python |")
     assert "**failed**" in table[2]  # the oldest TensorFlow first
-    passed = " | ".join(["passed"] * 4)
+    passed = " | ".join(["passed"] * len(STEPS))
     assert table[3] == f"| `tf-latest` | 2.21.0 | 3.15.1 | 2.4.6 | 3.11.7 | {passed} |"
     assert "on AMD EPYC (family ? model ?)" in table[-1]
     assert f">= {ONE_EPOCH_THRESHOLD:.1%}" in table[-1]
+    assert "`reproduce --check` (60-75 s there)" in table[-1]  # the quick start's time
     with pytest.raises(ValueError, match="no environment recorded yet"):
         compat_table(tmp_path / "empty")
 
