@@ -22,6 +22,7 @@ import pytest
 
 from mnist_bench import TrainConfig, cli, load_mnist
 from mnist_bench._io import read_json
+from mnist_bench.compat import TINY_SEARCH
 from mnist_bench.search import (
     SPACE,
     open_storage,
@@ -32,14 +33,7 @@ from mnist_bench.search import (
 from mnist_bench.search_report import README_MARKERS
 
 REPO = Path(__file__).resolve().parents[1]
-# The cheapest candidate in the space, one epoch on 1,000 images: seconds of training; what
-# the workers pay for is mostly starting TensorFlow and tracing the model.
-TINY = (
-    *("--fix", "epochs=1", "--fix", "convs_per_stage=1,1,1", "--fix", "widths=16,32,64"),
-    *("--fix", "augment_scale=0", "--fix", "augment_on=host", "--fix", "weight_averaging=null"),
-    *("--fix", "recalibrate_batch_norm=false"),
-    *("--train-subset", "1000", "--holdout-size", "500"),
-)
+TINY = TINY_SEARCH  # the cheapest candidate, 1 epoch on 1,000 images (the matrix's step)
 HEARTBEAT_S = 2  # a killed worker's trial is stale after 2 x 2 s
 
 
