@@ -34,9 +34,11 @@ PUBLISHED_DIRS = {
 # their robustness baseline is carried over from results/robustness.json, so a sixth run of
 # it per folder would only repeat a recorded one.
 NOTEBOOK_BESIDE = ("reference", "robust")
-# Seeds a reproduction trains by default: 5 for the small CNNs; 3 for the deeper networks,
-# whose 30-epoch runs take hours on a CPU (issue #21: 3 seeds, 2 where a run passes 90 min).
-DEFAULT_SEEDS = {"reference": 5, "robust": 5, "fast": 5, "resnet20": 3, "efficientnet_b0": 3}
+# Seeds a reproduction trains by default: 5 for the small CNNs; 3 for ResNet-20 and 2 for
+# EfficientNet-B0, whose 30-epoch runs take hours on a CPU (issue #21: 3 seeds, 2 where a run
+# passes 90 min): EfficientNet-B0's took about 4.1 h on the AVX2 CPUs (Zen 1, Zen 3) and 1 h
+# on a Zen 4 (docs/architectures.md).
+DEFAULT_SEEDS = {"reference": 5, "robust": 5, "fast": 5, "resnet20": 3, "efficientnet_b0": 2}
 README_MARKERS = ("<!-- recipes-table -->", "<!-- /recipes-table -->")
 METRICS, ROBUSTNESS, CALIBRATION = "metrics.json", "robustness.json", "calibration.json"
 # The time-to-accuracy marks of the recipes table, as a run's record keys them.

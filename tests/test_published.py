@@ -105,7 +105,9 @@ def test_deep_recipes_are_the_reference_protocol_with_another_network():
         deep = TrainConfig.recipe(name).to_dict()
         assert {k for k, v in deep.items() if reference[k] != v} == {"model", "model_options"}
         assert deep["model"] == name and deep["model_options"] == {}
-        assert DEFAULT_SEEDS[name] == 3 and name not in NOTEBOOK_BESIDE
+        assert name not in NOTEBOOK_BESIDE
+    # issue #21: 3 seeds, 2 where a run passes 90 minutes (EfficientNet-B0 on the AVX2 CPUs)
+    assert (DEFAULT_SEEDS["resnet20"], DEFAULT_SEEDS["efficientnet_b0"]) == (3, 2)
     assert set(DEFAULT_SEEDS) == set(PUBLISHED_DIRS)
 
 

@@ -331,7 +331,7 @@ def _add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
         "--seeds",
         type=int,
         default=None,
-        help="seeds 0..N-1 (default: 5; 3 for resnet20 and efficientnet_b0)",
+        help="seeds 0..N-1 (default: 5; 3 for resnet20, 2 for efficientnet_b0)",
     )
     p.add_argument(
         "--out", default=None, help="results folder (default: the recipe's, e.g. results)"
