@@ -46,6 +46,7 @@ from .models import (
     h5_published,
     load_model,
     newer_keras_needed,
+    save_model,
     weights_digest,
 )
 from .plots import plot_history, plot_report
@@ -221,18 +222,20 @@ def _model_files(metrics: dict) -> list[str]:
 def _publish(
     run_dir: Path, out: Path, history: list[dict], report: EvalReport, digest: str, data: MnistData
 ) -> None:
-    """Copy the published run's model and config into `out`, byte for byte, and draw its plots
-    from `report`. First checks that the run's model file holds the weights its metrics.json
-    describes (`digest`), so an inconsistent run folder never reaches `out`."""
-    found = weights_digest(load_model(run_dir / KERAS_NAME))
+    """Save the published run's model into `out` without its training state (its weights,
+    not the optimizer's moments: `save_model(training_state=False)`), copy its config byte
+    for byte, and draw its plots from `report`. First checks that the run's model file holds
+    the weights its metrics.json describes (`digest`), so an inconsistent run folder never
+    reaches `out`."""
+    model = load_model(run_dir / KERAS_NAME)
+    found = weights_digest(model)
     if found != digest:
         raise ValueError(
             f"{run_dir / KERAS_NAME}: weights digest {found} differs from the run's "
             f"{METRICS_FILE} ({digest}); the run folder is inconsistent"
         )
-    for name in (H5_NAME, KERAS_NAME, CONFIG_FILE):
-        if name != H5_NAME or (run_dir / name).is_file():  # no .h5 where it cannot hold it
-            _copy_atomic(run_dir / name, out / name)
+    save_model(model, out, training_state=False)  # .h5 too, where that format holds it
+    _copy_atomic(run_dir / CONFIG_FILE, out / CONFIG_FILE)
     plot_history(history, out / "loss_curves.png")
     plot_report(report, data.x_test, data.y_test, out)
 
@@ -396,7 +399,7 @@ def reproduce(
     out_dir : str or Path, default="results"
         Receives ``metrics.json``, ``runs/<run>.json`` (its entry), ``history/<run>.json``
         and ``probabilities/<run>.npy`` (test-set softmax) for every run, the published model
-        (``network_for_mnist.h5``, ``model.keras``, byte copies of the run's files), its
+        (``network_for_mnist.h5``, ``model.keras``: the run's weights, no optimizer state), its
         ``config.json`` and ``confusion_matrix.png``, ``loss_curves.png``,
         ``predictions.png``, ``misclassified.png``. Each file is written atomically. No
         checkpoints.

@@ -34,12 +34,17 @@ def weights_digest(model: keras.Model) -> str:
     return digest.hexdigest()
 
 
-def save_model(model: keras.Model, directory: str | Path) -> dict[str, Path]:
+def save_model(
+    model: keras.Model, directory: str | Path, *, training_state: bool = True
+) -> dict[str, Path]:
     """Save `model` into `directory` as `network_for_mnist.h5` (the seed's file, legacy
     HDF5) and `model.keras` (Keras 3's native zip format). Creates the folder if needed.
 
     A model the legacy HDF5 format cannot hold (`h5_round_trips` is False) is saved as
-    `model.keras` only.
+    `model.keras` only. With ``training_state=False`` the files hold the layers and weights
+    only, uncompiled: no optimizer and no Adam moments, which are two thirds of a compiled
+    model's file (a published model predicts, evaluates, exports and is fine-tuned with a
+    fresh optimizer; training resumes from its run's checkpoint, never from these files).
 
     Returns
     -------
@@ -48,6 +53,8 @@ def save_model(model: keras.Model, directory: str | Path) -> dict[str, Path]:
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    if not training_state:  # the same layers and weights, without the compiled state
+        model = keras.Model(model.inputs, model.outputs, name=model.name)
     paths = {"h5": directory / H5_NAME, "keras": directory / KERAS_NAME}
     if not h5_round_trips(model):
         del paths["h5"]
