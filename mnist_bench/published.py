@@ -36,8 +36,7 @@ PUBLISHED_DIRS = {
 NOTEBOOK_BESIDE = ("reference", "robust")
 # Seeds a reproduction trains by default: 5 for the small CNNs; 3 for ResNet-20 and 2 for
 # EfficientNet-B0, whose 30-epoch runs take hours on a CPU (issue #21: 3 seeds, 2 where a run
-# passes 90 min): EfficientNet-B0's took about 4.1 h on the AVX2 CPUs (Zen 1, Zen 3) and 1 h
-# on a Zen 4 (docs/architectures.md).
+# passes 90 min, as EfficientNet-B0's does on the AVX2 CPUs: docs/architectures.md).
 DEFAULT_SEEDS = {"reference": 5, "robust": 5, "fast": 5, "resnet20": 3, "efficientnet_b0": 2}
 README_MARKERS = ("<!-- recipes-table -->", "<!-- /recipes-table -->")
 METRICS, ROBUSTNESS, CALIBRATION = "metrics.json", "robustness.json", "calibration.json"
